@@ -1,0 +1,137 @@
+"""Turn a model into the quantities MD needs: energy, forces, stress, charges, dipole, polarisation, BEC.
+
+All derivatives come from autograd through one graph:
+- forces F = −∂H/∂r where H = E0 − E·M is the electric enthalpy (H = E0 without a field);
+- stress σ = (1/V) ∂H/∂ε (ASE sign convention) with a symmetric strain ε applied to positions and cell;
+- Born effective charges Z* = ∂M/∂r by one batched vector-Jacobian product (only when asked).
+Units: eV, Å, e, V/Å (see :mod:`lesmd.units`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from lesmd.les.response import born_effective_charges, dipole_moment, field_enthalpy
+
+PROPERTIES = (
+    "energy",
+    "free_energy",
+    "energy_zero_field",
+    "forces",
+    "stress",
+    "charges",
+    "dipole",
+    "polarization",
+    "born_effective_charges",
+)
+
+
+def _validate(numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:
+    n = numbers.shape[0]
+    if numbers.dim() != 1:
+        raise ValueError(f"numbers must have shape (N,), got {tuple(numbers.shape)}")
+    if positions.shape != (n, 3):
+        raise ValueError(f"positions must have shape ({n}, 3), got {tuple(positions.shape)}")
+    if cell.shape != (3, 3):
+        raise ValueError(f"cell must have shape (3, 3), got {tuple(cell.shape)}")
+    if pbc.shape != (3,):
+        raise ValueError(f"pbc must have shape (3,), got {tuple(pbc.shape)}")
+    if not torch.isfinite(positions).all():
+        bad = int((~torch.isfinite(positions)).any(dim=1).nonzero()[0])
+        raise ValueError(f"positions contain NaN or inf (first at atom {bad})")
+    if not torch.isfinite(cell).all():
+        raise ValueError("cell contains NaN or inf")
+    if bool(pbc.any()):
+        periodic = cell[pbc]
+        gram = periodic @ periodic.T
+        lengths = torch.linalg.norm(periodic, dim=1)
+        if bool((lengths < 1e-6).any()) or float(torch.linalg.det(gram)) <= 1e-12 * float(lengths.prod()) ** 2:
+            raise ValueError(f"singular cell: periodic lattice vectors {periodic.tolist()} are degenerate")
+
+
+def evaluate(
+    model: torch.nn.Module,
+    numbers: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+    *,
+    properties: Iterable[str] = ("energy", "forces"),
+    total_charge: float = 0.0,
+    efield: torch.Tensor | None = None,
+    epsilon_inf: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """Evaluate a model and its derivatives for one structure.
+
+    Args:
+        model: an :class:`lesmd.models.base.AtomisticModel`.
+        numbers: (N,) int64 atomic numbers.
+        positions: (N, 3) Å; for periodic cells the itinerant (unwrapped) positions.
+        cell: (3, 3) Å, rows are lattice vectors.
+        pbc: (3,) bool.
+        properties: subset of :data:`PROPERTIES`.
+        total_charge: total charge Q, e.
+        efield: optional uniform field (3,), V/Å; the energy is then the enthalpy E0 − E·M.
+        epsilon_inf: ε∞; charges, dipole, polarisation and BEC are scaled by √ε∞ (and so is the field coupling).
+
+    Returns:
+        Detached tensors: "energy"/"free_energy" (scalar, eV, enthalpy when a field is on),
+        "energy_zero_field" (eV), "forces" (N, 3) eV/Å, "stress" (3, 3) eV/Å³, "charges" (N,) e, "dipole" (3,) e·Å,
+        "polarization" (3,) e/Å² (3-D periodic only), "born_effective_charges" (N, 3, 3) e [atom, α dipole,
+        β displacement]. Only the requested ones (energy always).
+    """
+    props = set(properties)
+    unknown = props - set(PROPERTIES)
+    if unknown:
+        raise ValueError(f"unknown properties {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
+    pbc = torch.as_tensor(pbc, dtype=torch.bool, device=positions.device)
+    _validate(numbers, positions, cell, pbc)
+    if "polarization" in props and not bool(pbc.all()):
+        raise ValueError("polarization needs a 3-D periodic cell (pbc all True); use the dipole instead")
+
+    need_forces = "forces" in props
+    need_stress = "stress" in props
+    need_bec = "born_effective_charges" in props
+    if need_stress and not bool(pbc.all()):
+        raise ValueError("stress needs a 3-D periodic cell (pbc all True)")
+
+    pos = positions.detach().clone().requires_grad_(need_forces or need_bec)
+    cell0 = cell.detach().clone()
+    strain = torch.zeros(3, 3, dtype=pos.dtype, device=pos.device, requires_grad=need_stress)
+    if need_stress:
+        sym = 0.5 * (strain + strain.T)
+        pos_s = pos + pos @ sym
+        cell_s = cell0 + cell0 @ sym
+    else:
+        pos_s, cell_s = pos, cell0
+
+    out = model(numbers, pos_s, cell_s, pbc, total_charge)
+    energy0 = out["energy"]
+    dipole = dipole_moment(out["charges"], pos_s, epsilon_inf)
+    field = None if efield is None else torch.as_tensor(efield, dtype=pos.dtype, device=pos.device)
+    enthalpy = field_enthalpy(energy0, dipole, field)
+
+    results: dict[str, torch.Tensor] = {
+        "energy": enthalpy.detach(),
+        "free_energy": enthalpy.detach(),
+        "energy_zero_field": energy0.detach(),
+        "charges": (out["charges"] * epsilon_inf**0.5).detach(),
+        "dipole": dipole.detach(),
+    }
+    if "polarization" in props:
+        results["polarization"] = dipole.detach() / torch.linalg.det(cell0).abs()
+
+    inputs = [t for t, want in ((pos, need_forces), (strain, need_stress)) if want]
+    if inputs:
+        grads = torch.autograd.grad(enthalpy, inputs, retain_graph=need_bec)
+        k = 0
+        if need_forces:
+            results["forces"] = -grads[k].detach()
+            k += 1
+        if need_stress:
+            results["stress"] = grads[k].detach() / torch.linalg.det(cell0).abs()
+    if need_bec:
+        results["born_effective_charges"] = born_effective_charges(dipole, pos).detach()
+    return results
