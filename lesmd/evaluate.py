@@ -28,7 +28,8 @@ PROPERTIES = (
 )
 
 
-def _validate(numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:
+def validate_structure(numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the problem: wrong shapes, NaN/inf, or a singular periodic cell."""
     n = numbers.shape[0]
     if numbers.dim() != 1:
         raise ValueError(f"numbers must have shape (N,), got {tuple(numbers.shape)}")
@@ -87,7 +88,7 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown properties {sorted(unknown)}; known: {', '.join(PROPERTIES)}")
     pbc = torch.as_tensor(pbc, dtype=torch.bool, device=positions.device)
-    _validate(numbers, positions, cell, pbc)
+    validate_structure(numbers, positions, cell, pbc)
     if "polarization" in props and not bool(pbc.all()):
         raise ValueError("polarization needs a 3-D periodic cell (pbc all True); use the dipole instead")
 

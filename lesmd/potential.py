@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lesmd.evaluate import evaluate
+from lesmd.evaluate import evaluate, validate_structure
 
 
 class Potential(Protocol):
@@ -138,16 +138,18 @@ class LESPotential:
             pbc = np.repeat(pbc, 3)
         if hasattr(self.model, "check_species"):
             self.model.check_species(numbers_t)
-        if not np.all(np.isfinite(positions)):
-            raise ValueError("positions contain NaN or inf")
+        positions_t = torch.as_tensor(positions, dtype=self.dtype, device=self.device)
+        cell_t = torch.as_tensor(cell, dtype=self.dtype, device=self.device)
+        pbc_t = torch.as_tensor(pbc, device=self.device)
+        validate_structure(numbers_t, positions_t, cell_t, pbc_t)
         check_min_distance(positions, cell, pbc, self.min_distance)
         field = None if self._efield is None else torch.as_tensor(self._efield, dtype=self.dtype)
         results = evaluate(
             self.model,
             numbers_t,
-            torch.as_tensor(positions, dtype=self.dtype, device=self.device),
-            torch.as_tensor(cell, dtype=self.dtype, device=self.device),
-            torch.as_tensor(pbc, device=self.device),
+            positions_t,
+            cell_t,
+            pbc_t,
             properties=properties,
             total_charge=self.total_charge if total_charge is None else float(total_charge),
             efield=field,
