@@ -34,3 +34,6 @@ DIPOLE_EA_TO_AU = 1.0 / BOHR
 
 #: amu in eV·fs²/Å² (so that F/m with F in eV/Å and m in amu gives Å/fs²).
 AMU = 1.66053906660e-27 / (1.602176634e-19 * 1e-30 / 1e-20)  # kg -> eV·fs²/Å² (≈ 103.6427)
+
+#: Reduced Planck constant ħ in eV·fs (CODATA 2018), for the quantum correction of spectra.
+HBAR = 6.582119569e-1
