@@ -1,0 +1,350 @@
+"""`ElectrodePotential`: constant-potential electrodes around an LES electrolyte, behind the ``compute`` protocol.
+
+Per call (one MD step):
+1. the LES model on the electrolyte atoms gives E_model and latent charges p (graph kept for forces);
+2. φ_i, the potential of the electrolyte charges at electrode site i (one Ewald potential evaluation);
+3. the electrode charges solve A q = b + Cᵀλ with b_i = Ψ_k(i) − φ_i + E_z z_i (matrix or CG solver);
+4. the conserved (Legendre-transformed) energy at fixed q*
+
+       Ω = E_model + [E_C(q* ⊕ p) − E_C(0 ⊕ p)] + E_self(q*) − Σ_k Ψ_k Q_k − E_z Σ_all x_i z_i + E_LJ
+
+   is differentiated by autograd: because q* minimises Ω on the constraint set, these are the exact
+   (Hellmann–Feynman) forces, including the model's charge-derivative terms through p(r).
+E_C is the Ewald energy of Gaussian charges (electrode s = 1/(√2η), electrolyte s = σ/√2 of the model) of
+:mod:`lesmd.les.ewald`; E_C(q ⊕ p) − E_C(0 ⊕ p) = ½qᵀAq + qᵀφ leaves the electrolyte–electrolyte Coulomb energy to the
+model. All electrostatics are done in latent units with Ψ̃ = √ε∞Ψ, Ẽ = √ε∞E (see :mod:`lesmd.electrode`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lesmd.electrode.config import ElectrodeConfig, load_config
+from lesmd.electrode.lennard_jones import lennard_jones_energy, pair_tables
+from lesmd.electrode.solver import MatrixSolver, projected_cg
+from lesmd.les.ewald import coulomb_energy, coulomb_matrix, electrostatic_potential
+from lesmd.les.potentials import gaussian_self_energy
+from lesmd.units import COULOMB
+
+_PROPERTIES = ("energy", "free_energy", "forces", "charges", "dipole", "stress", "capacitance")
+
+
+class ElectrodePotential:
+    """An electrolyte model between constant-potential electrodes.
+
+    Args:
+        base: an :class:`~lesmd.potential.LESPotential` (its model, dtype, device and ε∞ are used), an
+            :class:`~lesmd.models.base.AtomisticModel`, a model file path, or None (embedded default model).
+        config: an :class:`ElectrodeConfig` (or a path to its TOML file).
+        total_charge: total charge of the electrolyte, e (the electrodes carry −total_charge overall).
+
+    ``compute(numbers, positions, cell, pbc, properties)`` returns float64 numpy arrays:
+    "energy"/"free_energy" Ω (eV, conserved), "forces" (N,3) eV/Å, "charges" (N,) e (electrode charges and
+    √ε∞-scaled electrolyte charges), "dipole" (3,) e·Å, "electrode_charges" (N_el,) e in the order of
+    :attr:`electrode_indices`, "electrode_total_charges" (K,) e, "electrode_potentials" (K,) V (set potential plus
+    the common shift fixed by neutrality; solved potential for fixed-charge electrodes), "energy_model" (eV),
+    "cg_iterations" (CG solver), and on request "capacitance" (K,K) e/V, C_kl = ∂Q_k/∂Ψ_l.
+    ``pbc`` is ignored: the boundary comes from the config (slab: x,y periodic; finite_field: 3-D periodic).
+    """
+
+    def __init__(self, base=None, config: ElectrodeConfig | str | Path = None, *, total_charge: float = 0.0) -> None:
+        if config is None:
+            raise ValueError("ElectrodePotential needs an electrode config")
+        self.config = load_config(config) if isinstance(config, (str, Path)) else config
+        self.model, self.model_dtype, self.device, eps = _unpack_base(base)
+        self.epsilon_inf = float(eps if self.config.epsilon_inf is None else self.config.epsilon_inf)
+        self.scale = math.sqrt(self.epsilon_inf)
+        self.total_charge = float(total_charge)
+        self.dtype = torch.float64
+        width = self.config.electrolyte_width
+        if width is None:
+            sigma = getattr(self.model, "sigma", None)
+            width = float(sigma) / math.sqrt(2.0) if sigma is not None else 0.0
+        self.electrolyte_width = float(width)
+        self._frozen: dict | None = None
+        self._previous_q: torch.Tensor | None = None
+        self._warned_stress = False
+        self.last_results: dict[str, np.ndarray] = {}
+
+    # ---------------------------------------------------------------- set-up
+    @property
+    def electrode_indices(self) -> np.ndarray:
+        """Indices of all electrode atoms, electrode by electrode (the order of "electrode_charges")."""
+        return np.concatenate([e.indices for e in self.config.electrodes])
+
+    def _pbc(self) -> torch.Tensor:
+        periodic_z = self.config.boundary == "finite_field"
+        return torch.tensor([True, True, periodic_z], device=self.device)
+
+    def _layout(self, n_atoms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.config.resolved:
+            raise ValueError("electrodes selected by tag: resolve them first (ElectrodeCalculator does this from "
+                             "atoms.get_tags(), or give indices in the config)")
+        electrode = self.electrode_indices
+        if electrode.max() >= n_atoms:
+            raise ValueError(f"electrode atom index {int(electrode.max())} out of range for {n_atoms} atoms")
+        group = np.concatenate([np.full(len(e.indices), k) for k, e in enumerate(self.config.electrodes)])
+        electrolyte = np.setdiff1d(np.arange(n_atoms), electrode)
+        return electrode, electrolyte, group
+
+    def _constraints(self, group: np.ndarray, electrolyte_charge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """C (m, n_el) and d (m,): overall neutrality (if any electrode is potential-controlled) and fixed charges."""
+        rows, targets = [], []
+        electrodes = self.config.electrodes
+        if any(e.potential is not None for e in electrodes):
+            rows.append(np.ones(len(group)))
+            targets.append(-electrolyte_charge)
+        else:
+            total = sum(e.charge for e in electrodes) / self.scale + float(electrolyte_charge)
+            if abs(total) > 1e-8:
+                raise ValueError(f"fixed electrode charges plus electrolyte charge must be neutral, got {total:.3g} e")
+        for k, e in enumerate(electrodes):
+            if e.charge is not None:
+                rows.append((group == k).astype(np.float64))
+                targets.append(torch.as_tensor(e.charge / self.scale, dtype=torch.float64))
+        if not rows:
+            return torch.zeros(0, len(group), dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+        c = torch.as_tensor(np.stack(rows), dtype=torch.float64, device=self.device)
+        d = torch.stack([torch.as_tensor(t, dtype=torch.float64).reshape(()) for t in targets]).to(self.device)
+        return c, d
+
+    def _field(self, cell: torch.Tensor) -> float:
+        """Latent field Ẽ_z = −√ε∞ (Ψ_top − Ψ_bot)/L_z (V/Å) of the finite-field boundary, else 0."""
+        if self.config.boundary != "finite_field":
+            return 0.0
+        bottom, top = self.config.electrodes
+        return -self.scale * (top.potential - bottom.potential) / float(cell[2, 2])
+
+    # ---------------------------------------------------------------- electrostatics
+    def _coulomb(self, charges, positions, cell, widths) -> torch.Tensor:
+        return coulomb_energy(charges, positions, cell, self._pbc(), widths, accuracy=self.config.accuracy)
+
+    def _matrix_solver(self, pos_el: torch.Tensor, cell: torch.Tensor, widths: torch.Tensor,
+                       constraints: torch.Tensor) -> MatrixSolver:
+        key = (pos_el.detach().cpu().numpy().copy(), cell.detach().cpu().numpy().copy(), constraints.cpu().numpy())
+        if self._frozen is not None:
+            old = self._frozen["key"]
+            same = all(a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=1e-10)
+                       for a, b in zip(old, key, strict=True))
+            if same:
+                return self._frozen["solver"]
+            if not self._frozen.get("warned"):
+                warnings.warn("electrode atoms or cell moved: rebuilding the electrode matrix (O(N³)); use "
+                              "solver = 'cg' for mobile electrodes", stacklevel=3)
+        with torch.no_grad():
+            matrix = coulomb_matrix(pos_el.detach(), cell.detach(), self._pbc(), widths,
+                                    accuracy=self.config.accuracy, self_energy=True)
+            solver = MatrixSolver(matrix, constraints)
+        warned = self._frozen is not None
+        self._frozen = {"key": key, "solver": solver, "warned": warned}
+        return solver
+
+    def _solve(self, pos_el, cell, widths_el, rhs, constraints, targets) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if self.config.solver == "matrix":
+            q, lam = self._matrix_solver(pos_el, cell, widths_el, constraints).solve(rhs, targets)
+            return q, lam, 0
+        pos = pos_el.detach()
+
+        def matvec(v: torch.Tensor) -> torch.Tensor:
+            return electrostatic_potential(v, pos, cell.detach(), self._pbc(), widths_el,
+                                           accuracy=self.config.accuracy, self_energy=True)
+
+        diagonal = COULOMB / (math.sqrt(math.pi) * widths_el)
+        guess = self._previous_q if self._previous_q is not None and len(self._previous_q) == len(rhs) else None
+        q, lam, iterations = projected_cg(matvec, rhs, constraints, targets, diagonal, guess,
+                                          self.config.cg_tolerance, self.config.cg_max_iterations)
+        self._previous_q = q
+        return q, lam, iterations
+
+    # ---------------------------------------------------------------- main entry
+    def compute(
+        self,
+        numbers: np.ndarray,
+        positions: np.ndarray,
+        cell: np.ndarray,
+        pbc: np.ndarray | None = None,
+        properties: Sequence[str] = ("energy", "forces"),
+    ) -> dict[str, np.ndarray]:
+        """Solve the electrode charges and return Ω, forces and the electrode outputs (see the class docstring)."""
+        props = set(properties)
+        unknown = props - set(_PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown properties {sorted(unknown)}; known: {', '.join(_PROPERTIES)}")
+        if "stress" in props and not self._warned_stress:
+            warnings.warn("stress is not computed for electrode systems (i-PI gets a zero virial): run NVE/NVT, "
+                          "not NPT", stacklevel=2)
+            self._warned_stress = True
+        numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
+        n_atoms = len(numbers)
+        positions = np.asarray(positions, dtype=np.float64).reshape(n_atoms, 3) if n_atoms else np.zeros((0, 3))
+        cell_np = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+        _check_cell(cell_np, self.config.boundary)
+        if not np.all(np.isfinite(positions)):
+            raise ValueError("positions contain NaN or inf")
+        electrode, electrolyte, group = self._layout(n_atoms)
+        if self.config.min_distance > 0:
+            from lesmd.potential import check_min_distance
+
+            check_min_distance(positions, cell_np, np.array([True, True, self.config.boundary == "finite_field"]),
+                               self.config.min_distance)
+
+        f64 = dict(dtype=torch.float64, device=self.device)
+        pos = torch.as_tensor(positions, **f64).requires_grad_("forces" in props)
+        box = torch.as_tensor(cell_np, **f64)
+        pbc_t = self._pbc()
+        pos_el, pos_ly = pos[electrode], pos[electrolyte]
+        widths_el = torch.as_tensor(np.concatenate([[e.width] * len(e.indices) for e in self.config.electrodes]),
+                                    **f64)
+        widths = torch.cat([widths_el, torch.full((len(electrolyte),), self.electrolyte_width, **f64)])
+
+        # 1. electrolyte model
+        energy_model, p = self._model(numbers[electrolyte], pos_ly, box, pbc_t)
+
+        # 2. electrolyte potential at the electrode sites (latent units)
+        zeros = torch.zeros(len(electrode), **f64)
+        pos_all = torch.cat([pos_el, pos_ly])
+        charges0 = torch.cat([zeros, p])
+        if len(electrolyte):
+            energy0 = self._coulomb(charges0, pos_all, box, widths)
+            phi = electrostatic_potential(charges0.detach(), pos_all.detach(), box, pbc_t, widths,
+                                          accuracy=self.config.accuracy)[: len(electrode)]
+        else:
+            energy0, phi = pos.new_zeros(()), zeros
+
+        # 3. solve
+        field = self._field(box)
+        set_potential = torch.as_tensor([self.scale * (e.potential or 0.0) for e in self.config.electrodes], **f64)
+        z_el = pos_el.detach()[:, 2]
+        rhs = set_potential[group] - phi + field * z_el
+        electrolyte_charge = p.detach().sum() if len(electrolyte) else torch.zeros((), **f64)
+        constraints, targets = self._constraints(group, electrolyte_charge)
+        q, lam, iterations = self._solve(pos_el, box, widths_el, rhs, constraints, targets)
+
+        # 4. conserved energy at fixed q and its gradient
+        charges = torch.cat([q, p])
+        energy = energy_model + self._coulomb(charges, pos_all, box, widths) - energy0
+        energy = energy + gaussian_self_energy(q, widths_el**2)
+        energy = energy - torch.dot(set_potential[group], q)
+        if field != 0.0:
+            energy = energy - field * torch.dot(charges, pos_all[:, 2])
+        energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pos_el, pos_ly, box, pbc_t)
+
+        out = self._outputs(energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations)
+        if "capacitance" in props:
+            out["capacitance"] = self.capacitance(pos_el, box, widths_el, constraints, group)
+        self.last_results = out
+        return out
+
+    def _model(self, numbers: np.ndarray, pos_ly: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor):
+        if len(numbers) == 0:
+            return pos_ly.new_zeros(()), pos_ly.new_zeros(0)
+        numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
+        if hasattr(self.model, "check_species"):
+            self.model.check_species(numbers_t)
+        dtype = self.model_dtype
+        out = self.model(numbers_t, pos_ly.to(dtype), box.to(dtype), pbc, self.total_charge / self.scale)
+        return out["energy"].to(torch.float64), out["charges"].to(torch.float64)
+
+    def _lennard_jones(self, numbers, electrode, electrolyte, pos_el, pos_ly, box, pbc) -> torch.Tensor:
+        lj = self.config.lennard_jones
+        if lj is None or len(electrolyte) == 0:
+            return pos_el.new_zeros(())
+        key = (tuple(numbers[electrode]), tuple(numbers[electrolyte]))
+        if getattr(self, "_lj_key", None) != key:
+            eps, sig = pair_tables(lj, numbers[electrode], numbers[electrolyte])
+            self._lj_tables = (torch.as_tensor(eps, dtype=torch.float64, device=self.device),
+                               torch.as_tensor(sig, dtype=torch.float64, device=self.device))
+            self._lj_key = key
+        return lennard_jones_energy(pos_el, pos_ly, *self._lj_tables, box, pbc, lj.cutoff)
+
+    def _outputs(self, energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations):
+        n_atoms = pos.shape[0]
+        out: dict[str, np.ndarray] = {}
+        if "forces" in props:
+            (grad,) = torch.autograd.grad(energy, pos)
+            out["forces"] = (-grad).detach().cpu().numpy()
+        out["energy"] = out["free_energy"] = np.asarray(float(energy.detach()))
+        out["energy_model"] = np.asarray(float(energy_model.detach()))
+        charges = np.zeros(n_atoms)
+        charges[electrode] = self.scale * q.detach().cpu().numpy()
+        charges[electrolyte] = self.scale * p.detach().cpu().numpy()
+        out["charges"] = charges
+        out["dipole"] = charges @ pos.detach().cpu().numpy()
+        k = len(self.config.electrodes)
+        out["electrode_charges"] = charges[electrode]
+        out["electrode_total_charges"] = np.bincount(group, weights=charges[electrode], minlength=k)
+        shift = float(lam[0]) if len(lam) and any(e.potential is not None for e in self.config.electrodes) else 0.0
+        potentials = []
+        row = 1 if any(e.potential is not None for e in self.config.electrodes) else 0
+        for e in self.config.electrodes:
+            if e.potential is not None:
+                potentials.append(e.potential + shift / self.scale)
+            else:
+                potentials.append((shift + float(lam[row])) / self.scale)
+                row += 1
+        out["electrode_potentials"] = np.asarray(potentials)
+        if self.config.solver == "cg":
+            out["cg_iterations"] = np.asarray(iterations)
+        return out
+
+    def capacitance(self, pos_el: torch.Tensor, box: torch.Tensor, widths_el: torch.Tensor,
+                    constraints: torch.Tensor, group: np.ndarray) -> np.ndarray:
+        """Capacitance matrix C_kl = ∂Q_k/∂Ψ_l (K, K) in e/V at fixed electrolyte charges (ε∞ included).
+
+        Finite field: the field E_z = −(Ψ_top − Ψ_bot)/L_z changes with Ψ_l as well and is included.
+        """
+        k = len(self.config.electrodes)
+        indicator = torch.as_tensor((group[:, None] == np.arange(k)[None, :]).astype(np.float64), device=self.device)
+        columns = []
+        for l_ in range(k):
+            if self.config.electrodes[l_].potential is None:
+                columns.append(torch.zeros(len(group), dtype=torch.float64, device=self.device))
+                continue
+            targets = torch.zeros(constraints.shape[0], dtype=torch.float64, device=self.device)
+            rhs = indicator[:, l_].clone()
+            if self.config.boundary == "finite_field":  # E_z = −(Ψ_top − Ψ_bot)/L_z moves with Ψ_l too
+                rhs = rhs + (1.0 if l_ == 0 else -1.0) * pos_el.detach()[:, 2] / float(box[2, 2])
+            q, _, _ = self._solve(pos_el, box, widths_el, rhs, constraints, targets)
+            columns.append(q)
+        return (self.epsilon_inf * indicator.T @ torch.stack(columns, dim=1)).cpu().numpy()
+
+
+def _check_cell(cell: np.ndarray, boundary: str) -> None:
+    if not np.all(np.isfinite(cell)):
+        raise ValueError("cell contains NaN or inf")
+    if abs(cell[2, 0]) > 1e-10 or abs(cell[2, 1]) > 1e-10 or abs(cell[0, 2]) > 1e-10 or abs(cell[1, 2]) > 1e-10:
+        raise ValueError(f"electrode cells need the third lattice vector along z and the first two in the xy plane "
+                         f"({boundary}); got {cell.tolist()}")
+    if cell[2, 2] <= 0 or abs(np.linalg.det(cell)) < 1e-6:
+        raise ValueError(f"electrode cell is singular or has L_z ≤ 0: {cell.tolist()}")
+
+
+def _unpack_base(base) -> tuple[torch.nn.Module | None, torch.dtype, str, float]:
+    """(model, model dtype, device, ε∞) from an LESPotential, a model, a path or None."""
+    if base is not None and hasattr(base, "model") and hasattr(base, "compute"):
+        return base.model, base.dtype, base.device, getattr(base, "epsilon_inf", 1.0)
+    if isinstance(base, torch.nn.Module):
+        ref = next(iter(base.parameters()), None)
+        if ref is None:
+            ref = next(iter(base.buffers()), None)
+        return base.eval(), (ref.dtype if ref is not None else torch.float64), "cpu", 1.0
+    from lesmd.potential import LESPotential
+
+    pot = LESPotential(base)
+    return pot.model, pot.dtype, pot.device, pot.epsilon_inf
+
+
+def potential_from_config(path: str | Path, base_potential=None) -> ElectrodePotential:
+    """The :class:`ElectrodePotential` described by the TOML file ``path`` around ``base_potential``.
+
+    ``base_potential``: an LESPotential (as built by ``lesmd serve``), a model, a model path, or None (default
+    model). Used by ``lesmd serve --electrode CONFIG`` and ``drivers/electrode.py``.
+    """
+    total_charge = getattr(base_potential, "total_charge", 0.0)
+    return ElectrodePotential(base_potential, load_config(path), total_charge=total_charge)
