@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--extras", action="append", default=[], help="i-PI extras file (dipole in e·Bohr, BEC (3N,3)); repeatable"
     )
     parser.add_argument("--volume", type=float, help="volume in Å³ when the trajectory has no cell")
-    parser.add_argument("--model", help="model for M(t) from positions: name or path understood by lesmd.models")
+    parser.add_argument(
+        "--model", help="model file (or 'default', the embedded water model) giving M(t) from the positions"
+    )
     parser.add_argument("--quantum-correction", choices=spectra.QUANTUM_CORRECTIONS, default="none")
     parser.add_argument("--window", choices=spectra.WINDOWS, default="hann")
     parser.add_argument("--max-lag", type=float, help="IR correlation length in fs (default min(2 ps, T/2))")
@@ -65,15 +67,13 @@ def _parse_charges(spec: str | None):
         raise ValueError(f"--charges: expected 'El=q,El=q' or a file, got {spec!r}") from None
 
 
-def _load_model(spec: str | None):
+def _load_model(spec: str | None, epsilon_inf: float):
+    """`--model`: a model file, or "default" for the embedded water model, as a lesmd potential."""
     if spec is None:
         return None
-    try:
-        from lesmd.models import load_model
-        from lesmd.potential import LESPotential
-    except ImportError as err:
-        raise ValueError(f"--model needs lesmd.models.load_model and lesmd.potential ({err})") from None
-    return LESPotential(load_model(spec))
+    from lesmd.potential import LESPotential
+
+    return LESPotential(None if spec == "default" else spec, epsilon_inf=epsilon_inf)
 
 
 def read_series(args: argparse.Namespace) -> trajectory.DipoleSeries:
@@ -91,7 +91,7 @@ def read_series(args: argparse.Namespace) -> trajectory.DipoleSeries:
         chunks,
         args.dipole_source,
         _parse_charges(args.charges),
-        _load_model(args.model),
+        _load_model(args.model, args.epsilon_inf),
         progress=not args.no_progress,
     )
 
@@ -179,14 +179,11 @@ def write_outputs(res: dict, series: trajectory.DipoleSeries, out: Path, plots: 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of `lesmd spectrum`; returns 0, or 2 with a one-line error on bad input."""
-    try:
-        series = read_series(args)
-        res = analyse(series, args)
-        write_outputs(res, series, Path(args.out), plots=not args.no_plots)
-    except (ValueError, OSError) as err:
-        print(f"lesmd spectrum: error: {err}", file=sys.stderr)
-        return 2
+    """Entry point of `lesmd spectrum`; returns 0. Bad input raises a one-line ValueError (the `lesmd` command
+    prints it and exits with status 1)."""
+    series = read_series(args)
+    res = analyse(series, args)
+    write_outputs(res, series, Path(args.out), plots=not args.no_plots)
     static = res["static"]
     peaks = ", ".join(f"{wn:.0f}" for wn, _ in sorted(res["ir"].peaks()))
     print(
@@ -201,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m lesmd.spectra_cli`), same as `lesmd spectrum`."""
     parser = argparse.ArgumentParser(prog="lesmd spectrum", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"lesmd spectrum: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ __all__ = [
     "iter_ase",
     "iter_ipi",
     "iter_mdtraj",
+    "itinerant_dipoles",
     "read_ipi_extras",
 ]
 
@@ -137,6 +138,26 @@ class Unwrapper:
         unwrapped = prev_u + np.cumsum(delta, axis=0)
         self._last_wrapped, self._last_unwrapped = positions[-1].copy(), unwrapped[-1].copy()
         return unwrapped
+
+
+def itinerant_dipoles(positions: np.ndarray, cells: np.ndarray | None, charges: np.ndarray) -> np.ndarray:
+    """M(t) = Σ_i q_i u_i(t) with positions unwrapped frame to frame.
+
+    Args:
+        positions: (F,N,3) Å, possibly wrapped into the cell.
+        cells: (F,3,3) or (3,3) Å (rows = lattice vectors), or None for open boundaries (no unwrapping).
+        charges: (N,) or (F,N) e.
+    Returns:
+        (F,3) e·Å, continuous in time.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.ndim != 3 or positions.shape[2] != 3:
+        raise ValueError(f"positions must have shape (n_frames, n_atoms, 3), got {positions.shape}")
+    charges = np.broadcast_to(np.asarray(charges, dtype=np.float64), positions.shape[:2])
+    if cells is not None:
+        cells = np.broadcast_to(np.asarray(cells, dtype=np.float64), (len(positions), 3, 3))
+        positions = Unwrapper()(positions, cells)
+    return np.einsum("fi,fia->fa", charges, positions)
 
 
 # ----------------------------------------------------------------------------------------------- ASE

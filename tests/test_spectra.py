@@ -1,0 +1,204 @@
+"""IR and dielectric analysis (lesmd.spectra) against analytic results for synthetic dipole signals.
+
+A stationary Gaussian signal with a prescribed autocorrelation is built by spectral synthesis (random phases,
+exact amplitudes), so the expected spectra are known in closed form.
+"""
+
+import math
+
+import ase.units
+import numpy as np
+import pytest
+
+from lesmd.spectra import (
+    autocorrelation,
+    dielectric_spectrum,
+    find_peaks,
+    harmonic_quantum_correction,
+    ir_spectrum,
+    lag_window,
+    static_dielectric,
+)
+from lesmd.units import EPSILON0, KB, SPEED_OF_LIGHT_CM_PER_FS
+
+C = SPEED_OF_LIGHT_CM_PER_FS
+
+
+def synthesize(n: int, dt: float, spectrum, seed: int = 0) -> np.ndarray:
+    """(n, 3) stationary signal whose autocorrelation per component is the inverse FT of spectrum(ω).
+
+    spectrum(ω): two-sided S(ω) = ∫ C(t) e^{−iωt} dt, ω in rad/fs.
+    """
+    rng = np.random.default_rng(seed)
+    omega = 2.0 * np.pi * np.fft.rfftfreq(n, dt)
+    amplitude = np.sqrt(spectrum(omega) / dt)
+    out = []
+    for _ in range(3):
+        phase = np.exp(2j * np.pi * rng.random(len(omega)))
+        phase[0] = phase[-1] = 1.0
+        out.append(np.fft.irfft(amplitude * phase * math.sqrt(n), n))
+    return np.stack(out, axis=1)
+
+
+def damped_oscillators(lines, tau):
+    """S(ω) of C(t) = Σ A e^{−|t|/τ} cos(ω0 t) for lines [(wavenumber cm⁻¹, A (e·Å)²)]."""
+
+    def spectrum(omega):
+        total = np.zeros_like(omega)
+        for wavenumber, amp in lines:
+            w0 = 2.0 * np.pi * C * wavenumber
+            total += amp * (tau / (1 + ((omega - w0) * tau) ** 2) + tau / (1 + ((omega + w0) * tau) ** 2))
+        return total
+
+    return spectrum
+
+
+LINES = [(1000.0, 1.0), (2500.0, 0.3)]
+TAU, MAX_LAG, DT, VOLUME, TEMPERATURE = 500.0, 4000.0, 2.0, 1000.0, 300.0
+
+
+@pytest.fixture(scope="module")
+def oscillator_dipoles():
+    return synthesize(2**18, DT, damped_oscillators(LINES, TAU))
+
+
+def test_damped_oscillations_give_peaks_at_their_wavenumbers_with_analytic_heights(oscillator_dipoles):
+    result = ir_spectrum(oscillator_dipoles, DT, VOLUME, TEMPERATURE, max_lag_fs=MAX_LAG)
+    peaks = sorted(result.peaks(max_peaks=2))
+    # αn(ω) = β/(6cVε0) · 3 · ω² S_M(ω); at ω0: S_M = A·τ_eff with the Hann lag window w(t) = ½ + ½cos(πt/T):
+    # τ_eff = ∫_0^∞ e^{−t/τ} w(t) dt = τ [½ + ½ / (1 + (πτ/T)²)] (the same for both lines).
+    tau_eff = TAU * (0.5 + 0.5 / (1.0 + (math.pi * TAU / MAX_LAG) ** 2))
+    prefactor = 1.0 / (KB * TEMPERATURE * 6.0 * C * VOLUME * EPSILON0)
+    expected = [prefactor * 3.0 * amp * (2 * math.pi * C * wn) ** 2 * tau_eff for wn, amp in LINES]
+    for (wn, height), (wn_true, _), h_true in zip(peaks, LINES, expected, strict=True):
+        assert abs(wn - wn_true) < 2.0
+        assert height == pytest.approx(h_true, rel=0.02)
+    # relative height: (A1 ω1²)/(A2 ω2²)
+    ratio = (LINES[0][1] * LINES[0][0] ** 2) / (LINES[1][1] * LINES[1][0] ** 2)
+    assert peaks[0][1] / peaks[1][1] == pytest.approx(ratio, rel=0.02)
+
+
+def test_finite_difference_filter_is_undone_for_coarse_sampling():
+    """Sampling every 4 fs (ωΔt/2 ≈ 0.94 at 2500 cm⁻¹) still gives the analytic ω² S_M peak height."""
+    dt = 4.0
+    m = synthesize(2**17, dt, damped_oscillators([(2500.0, 1.0)], TAU), seed=3)
+    result = ir_spectrum(m, dt, VOLUME, TEMPERATURE, max_lag_fs=MAX_LAG)
+    tau_eff = TAU * (0.5 + 0.5 / (1.0 + (math.pi * TAU / MAX_LAG) ** 2))
+    expected = 3.0 * (2 * math.pi * C * 2500.0) ** 2 * tau_eff / (KB * TEMPERATURE * 6 * C * VOLUME * EPSILON0)
+    ((wn, height),) = result.peaks(max_peaks=1)
+    assert abs(wn - 2500.0) < 2.0
+    assert height == pytest.approx(expected, rel=0.02)
+
+
+def test_ir_from_dipole_derivative_equals_ir_from_dipoles(oscillator_dipoles):
+    """Ṁ given directly (e.g. Σ Z*·v) and M given (finite differences + filter correction) agree."""
+    m = oscillator_dipoles[:50000]
+    # exact spectral derivative of the sampled signal (not limited by a finite-difference error of the test)
+    freq = 2j * np.pi * np.fft.rfftfreq(len(m), DT)[:, None]
+    mdot = np.fft.irfft(np.fft.rfft(m, axis=0) * freq, len(m), axis=0)
+    a = ir_spectrum(m, DT, VOLUME, TEMPERATURE, max_lag_fs=MAX_LAG)
+    b = ir_spectrum(
+        dipole_derivative=mdot, timestep_fs=DT, volume_A3=VOLUME, temperature_K=TEMPERATURE, max_lag_fs=MAX_LAG
+    )
+    sel = (a.wavenumber > 500) & (a.wavenumber < 3500)
+    scale = a.absorption[sel].max()
+    assert np.max(np.abs(a.absorption[sel] - b.absorption[sel])) < 0.01 * scale
+
+
+def test_ir_absorption_equals_omega_times_dielectric_loss_over_c(oscillator_dipoles):
+    """α(ω)n(ω) = ω ε''(ω)/c: the IR (from ⟨ṀṀ⟩) and ε(ω) (from ⟨MM⟩) paths are consistent."""
+    ir = ir_spectrum(oscillator_dipoles, DT, VOLUME, TEMPERATURE, max_lag_fs=MAX_LAG)
+    eps = dielectric_spectrum(oscillator_dipoles, DT, VOLUME, TEMPERATURE, max_lag_fs=MAX_LAG)
+    assert np.allclose(ir.wavenumber, eps.wavenumber)
+    for wn, _ in LINES:
+        i = np.argmin(np.abs(ir.wavenumber - wn))
+        omega = 2 * math.pi * C * ir.wavenumber[i]
+        assert ir.absorption[i] == pytest.approx(omega * eps.epsilon_imag[i] / C, rel=0.01)
+
+
+def test_debye_relaxation_gives_loss_peak_at_inverse_relaxation_time():
+    """C(t) = A e^{−|t|/τ}: ε(ω) = ε∞ + Δε/(1 + iωτ); ε'' peaks at ω = 1/τ with height Δε/2, ε'(1/τ) = ε∞ + Δε/2."""
+    tau, dt, amp, eps_inf = 1000.0, 10.0, 2.0, 1.8
+    m = synthesize(2**16, dt, lambda w: amp * 2 * tau / (1 + (w * tau) ** 2), seed=1)
+    delta = 3 * amp / (3 * VOLUME * KB * TEMPERATURE * EPSILON0)
+    eps = dielectric_spectrum(m, dt, VOLUME, TEMPERATURE, eps_inf, max_lag_fs=20 * tau)
+    peak = np.argmax(eps.epsilon_imag)
+    assert eps.wavenumber[peak] == pytest.approx(1 / (2 * math.pi * C * tau), rel=0.05)
+    assert eps.epsilon_imag[peak] == pytest.approx(delta / 2, rel=0.03)
+    assert eps.epsilon_real[peak] == pytest.approx(eps_inf + delta / 2, rel=0.03)
+    static = static_dielectric(m, VOLUME, TEMPERATURE, eps_inf)
+    assert eps.epsilon_real[0] == pytest.approx(static.epsilon, rel=1e-12)
+    assert static.epsilon == pytest.approx(eps_inf + delta, rel=0.02)
+
+
+def test_autocorrelation_equals_direct_lagged_sum():
+    x = np.random.default_rng(2).normal(size=(300, 3))
+    acf = autocorrelation(x, 50)
+    direct = [np.sum(x[: 300 - k] * x[k:]) / (300 - k) for k in range(50)]
+    assert np.allclose(acf, direct, rtol=1e-12, atol=1e-12)
+
+
+def test_lag_windows_start_at_one_and_vanish_at_the_end():
+    for name in ("hann", "blackman"):
+        w = lag_window(name, 1000)
+        assert w[0] == pytest.approx(1.0) and abs(w[-1]) < 1e-4 and np.all(np.diff(w) <= 1e-15)
+
+
+def test_harmonic_quantum_correction_matches_ase_constants():
+    wn, temperature = np.array([0.0, 1000.0, 3400.0]), 300.0
+    x = ase.units._hbar * 2 * math.pi * ase.units._c * 100 * wn / (ase.units._k * temperature)
+    expected = np.where(wn > 0, x / (1 - np.exp(-np.where(wn > 0, x, 1.0))), 1.0)
+    assert np.allclose(harmonic_quantum_correction(wn, temperature), expected, rtol=2e-6)  # ASE: CODATA 2014
+    m = synthesize(4096, DT, damped_oscillators([(3400.0, 1.0)], 200.0))
+    cl = ir_spectrum(m, DT, VOLUME, temperature)
+    qm = ir_spectrum(m, DT, VOLUME, temperature, quantum_correction="harmonic")
+    assert np.allclose(qm.absorption, cl.absorption * harmonic_quantum_correction(cl.wavenumber, temperature))
+
+
+def test_static_dielectric_block_error_matches_sampling_theory():
+    """Independent Gaussian M: std(ε̂) = (ε − ε∞)·√(2/(3n)) for 3 components of equal variance."""
+    n, s2 = 20000, 4.0
+    m = np.random.default_rng(4).normal(scale=math.sqrt(s2), size=(n, 3))
+    res = static_dielectric(m, VOLUME, TEMPERATURE, epsilon_inf=1.0, n_blocks=50)
+    nuclear = 3 * s2 / (3 * VOLUME * KB * TEMPERATURE * EPSILON0)
+    assert res.epsilon == pytest.approx(1 + nuclear, rel=0.05)
+    assert res.epsilon_err == pytest.approx(nuclear * math.sqrt(2 / (3 * n)), rel=0.35)
+    assert res.running_epsilon[-1] == pytest.approx(res.epsilon, rel=1e-12)
+    assert res.running_frames[-1] == n
+
+
+def test_find_peaks_refines_between_grid_points():
+    x = np.arange(0.0, 3000.0, 10.0)
+    y = np.exp(-0.5 * ((x - 1234.0) / 30.0) ** 2)
+    ((wn, h),) = find_peaks(x, y)
+    assert abs(wn - 1234.0) < 1.0 and h == pytest.approx(1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("dt", [0.0, -1.0, float("nan")])
+def test_non_positive_timestep_is_rejected(dt):
+    with pytest.raises(ValueError, match="timestep"):
+        ir_spectrum(np.zeros((100, 3)), dt, VOLUME, TEMPERATURE)
+
+
+def test_timestep_too_coarse_for_requested_wavenumbers_is_rejected():
+    with pytest.raises(ValueError, match="Nyquist"):
+        ir_spectrum(np.random.default_rng(0).normal(size=(200, 3)), 10.0, VOLUME, TEMPERATURE, max_wavenumber=4000)
+
+
+def test_too_few_frames_are_rejected():
+    with pytest.raises(ValueError, match="too few frames"):
+        ir_spectrum(np.zeros((5, 3)), 1.0, VOLUME, TEMPERATURE)
+    with pytest.raises(ValueError, match="too few frames"):
+        static_dielectric(np.zeros((5, 3)), VOLUME, TEMPERATURE)
+
+
+def test_missing_volume_is_rejected():
+    with pytest.raises(ValueError, match="volume"):
+        static_dielectric(np.ones((100, 3)), None, TEMPERATURE)
+    with pytest.raises(ValueError, match="volume"):
+        ir_spectrum(np.ones((100, 3)), 1.0, 0.0, TEMPERATURE)
+
+
+def test_bad_dipole_shape_is_rejected():
+    with pytest.raises(ValueError, match="shape"):
+        ir_spectrum(np.zeros((100, 3, 2)), 1.0, VOLUME, TEMPERATURE)
