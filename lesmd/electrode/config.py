@@ -127,7 +127,7 @@ class ElectrodeConfig:
                 raise ValueError(f"electrode {e.name!r}: potential/charge must be finite, got {value}")
             if not (e.eta > 0 and math.isfinite(e.eta)):
                 raise ValueError(f"electrode {e.name!r}: eta must be positive (Å⁻¹), got {e.eta}")
-            if (e.indices is None) == (e.tag is None):
+            if e.indices is None and e.tag is None:
                 raise ValueError(f"electrode {e.name!r}: give exactly one of 'indices' or 'tag'")
             if e.indices is not None:
                 e.indices = np.asarray(e.indices, dtype=np.int64).reshape(-1)
@@ -228,6 +228,8 @@ def config_from_dict(data: Mapping) -> ElectrodeConfig:
         name = str(table.get("name", f"electrode{k}"))
         if bad:
             raise ValueError(f"electrode {name!r}: unknown keys {sorted(bad)}; known: {sorted(_ELECTRODE_KEYS)}")
+        if "indices" in table and "tag" in table:
+            raise ValueError(f"electrode {name!r}: give exactly one of 'indices' or 'tag'")
         indices = parse_indices(table["indices"], name) if "indices" in table else None
         electrodes.append(Electrode(
             name=name, indices=indices, tag=table.get("tag"),

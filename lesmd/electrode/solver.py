@@ -94,24 +94,30 @@ def projected_cg(
             return z
         return z - weighted.T @ (small @ (constraints @ z))
 
-    def multipliers(r: torch.Tensor) -> torch.Tensor:
-        return gram_inv @ (constraints @ r) if gram_inv is not None else r.new_zeros(0)
+    def split(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """r = r' + Cᵀμ with C M⁻¹ r' = 0 (residual update of Gould et al.; keeps roundoff out of rᵀg)."""
+        if small is None:
+            return r, r.new_zeros(0)
+        mu = small @ (weighted @ r)
+        return r - constraints.T @ mu, mu
 
     q = feasible_start(rhs.new_zeros(rhs.shape) if guess is None else guess.clone(), constraints, targets)
-    r = matvec(q) - rhs  # gradient of U
+    r, lam = split(matvec(q) - rhs)  # gradient of U = r + Cᵀλ
     g = precondition(r)
     p = -g
     rg = torch.dot(r, g)
     for iteration in range(max_iterations + 1):
-        residual = r - constraints.T @ multipliers(r)
+        correction = gram_inv @ (constraints @ r) if gram_inv is not None else r.new_zeros(0)
+        residual = r - constraints.T @ correction if gram_inv is not None else r
         if float(residual.abs().max()) < tolerance:
-            return q, multipliers(r), iteration
+            return q, lam + correction, iteration
         if iteration == max_iterations:
             break
         ap = matvec(p)
         alpha = rg / torch.dot(p, ap)
         q = q + alpha * p
-        r = r + alpha * ap
+        r, mu = split(r + alpha * ap)
+        lam = lam + mu
         g = precondition(r)
         rg_new = torch.dot(r, g)
         p = -g + (rg_new / rg) * p
