@@ -136,6 +136,8 @@ def _lag_count(n_frames: int, timestep_fs: float, max_lag_fs: float | None, defa
     """Number of correlation lags: max_lag_fs (or the default, capped at half the trajectory) / Δt + 1."""
     half = n_frames // 2
     if max_lag_fs is None:
+        if not math.isfinite(default_fs):
+            return max(2, half)
         return max(2, min(half, int(round(default_fs / timestep_fs)) + 1))
     n_lags = int(round(_check_positive(max_lag_fs, "max_lag_fs", "fs") / timestep_fs)) + 1
     if n_lags > n_frames - 1:
