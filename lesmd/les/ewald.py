@@ -1,0 +1,251 @@
+"""Public API: Coulomb energy of Gaussian (and point) charges for open, 3-D periodic and slab boundaries.
+
+The physics (kernels, self terms, neutralising background) is in :mod:`lesmd.les.potentials`; the summation
+methods are :mod:`lesmd.les.realspace` (pairs), :mod:`lesmd.les.kspace` (direct k-sum), :mod:`lesmd.les.mesh`
+(smooth PME) and :mod:`lesmd.les.slab` (2-D periodic correction); parameters come from :mod:`lesmd.les.tuning`.
+
+LES (Cheng, npj Comput. Mater. 11, 80 (2025); Kim et al., arXiv:2412.15455) is the special case of equal widths
+s_i = σ/√2, i.e. the pair kernel k_e erf(r/(√2σ))/r, with the self-interaction removed:
+
+    open:       E = ½ Σ_{i≠j} k_e q_i q_j erf(r_ij/(√2σ))/r_ij
+    periodic:   E = (1/(2Vε0)) Σ_{k≠0} e^(−σ²k²/2)/k² |S(k)|² − k_e Σ_i q_i²/(σ√(2π))
+
+The periodic energy is the converged sum, not a truncated one: ``accuracy`` sets every numerical cutoff
+(see :mod:`lesmd.les.tuning`) and the result does not depend on the method beyond it. Charged periodic cells carry
+a uniform neutralising background (k = 0 left out). Conventions: cell rows are lattice vectors (ASE), positions
+in Å, charges in e, energies in eV; everything is differentiable w.r.t. charges, positions and cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from lesmd.les import kspace, realspace
+from lesmd.les.potentials import background_energy, gaussian_self_energy, reciprocal_self_energy
+from lesmd.les.tuning import EwaldParameters, direct_parameters
+from lesmd.units import COULOMB
+
+Pbc = bool | Sequence[bool] | torch.Tensor
+_METHODS = ("auto", "direct")
+
+
+def les_energy(
+    charges: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor | None,
+    pbc: Pbc,
+    sigma: float = 1.0,
+    *,
+    accuracy: float = 1e-6,
+    method: str = "auto",
+) -> torch.Tensor:
+    """LES long-range energy: Coulomb energy of charges smeared with pair kernel erf(r/(√2σ))/r; eV.
+
+    Args:
+        charges: (N,) latent charges in e.
+        positions: (N,3) in Å.
+        cell: (3,3) rows = lattice vectors in Å (ignored, may be None or zeros, for open boundaries).
+        pbc: bool or 3 bools: all False = open, all True = 3-D periodic, (True, True, False) = slab.
+        sigma: smearing σ in Å (each charge is a Gaussian of standard deviation σ/√2).
+        accuracy: relative accuracy ε of the periodic sums (see :mod:`lesmd.les.tuning`).
+        method: "auto", "direct" (k-vector sum) or "mesh" (smooth PME, O(N log N)).
+
+    Returns:
+        Scalar energy in eV (same dtype as ``positions``), self-interaction excluded.
+    """
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive finite number (Å), got {sigma!r}")
+    return coulomb_energy(charges, positions, cell, pbc, sigma / math.sqrt(2.0), accuracy=accuracy, method=method)
+
+
+def coulomb_energy(
+    charges: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor | None,
+    pbc: Pbc,
+    widths: float | torch.Tensor = 0.0,
+    *,
+    accuracy: float = 1e-6,
+    method: str = "auto",
+    self_energy: bool = False,
+) -> torch.Tensor:
+    """Coulomb energy of Gaussian charges of per-atom widths (pair kernel k_e erf(r/√(2(s_i²+s_j²)))/r); eV.
+
+    Args:
+        charges, positions, cell, pbc, accuracy, method: as in :func:`les_energy`.
+        widths: per-charge standard deviations s_i in Å, scalar or (N,); 0 means a point charge.
+        self_energy: add each Gaussian's own electrostatic energy k_e q_i²/(2√π s_i) (electrode convention;
+            all widths must be positive). Default: self-interaction excluded.
+    """
+    system = _prepare(charges, positions, cell, pbc, widths, accuracy, method)
+    q, pos, box, widths2, mode = system
+    if mode == "open":
+        energy = realspace.open_energy(q, pos, widths2)
+    else:
+        energy = _periodic_energy(q, pos, box, widths2, _choose(system, accuracy, method))
+    if self_energy:
+        energy = energy + gaussian_self_energy(q, widths2)
+    return energy
+
+
+def electrostatic_potential(
+    charges: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor | None,
+    pbc: Pbc,
+    widths: float | torch.Tensor = 0.0,
+    *,
+    accuracy: float = 1e-6,
+    method: str = "auto",
+    self_energy: bool = False,
+    create_graph: bool = False,
+) -> torch.Tensor:
+    """Electrostatic potential φ_i = ∂E/∂q_i at each charge (eV/e = V), (N,).
+
+    Arguments as in :func:`coulomb_energy`; ``create_graph=True`` keeps φ differentiable (e.g. for forces).
+    """
+    q = charges.detach().clone().requires_grad_(True) if not create_graph else charges
+    if create_graph and not q.requires_grad:
+        q = q.clone().requires_grad_(True)
+    energy = coulomb_energy(q, positions, cell, pbc, widths, accuracy=accuracy, method=method, self_energy=self_energy)
+    (phi,) = torch.autograd.grad(energy, q, create_graph=create_graph)
+    return phi
+
+
+def coulomb_matrix(
+    positions: torch.Tensor,
+    cell: torch.Tensor | None,
+    pbc: Pbc,
+    widths: float | torch.Tensor = 0.0,
+    *,
+    accuracy: float = 1e-6,
+    self_energy: bool = False,
+) -> torch.Tensor:
+    """Dense symmetric Coulomb matrix A (N,N) in eV/e² with E = ½ qᵀ A q (direct sums; for a few hundred atoms).
+
+    Same energy as :func:`coulomb_energy` for every q (background term included for charged periodic q);
+    differentiable w.r.t. positions and cell.
+    """
+    if not isinstance(positions, torch.Tensor):
+        raise ValueError(f"positions must be a tensor of shape (N, 3), got {_shape(positions)}")
+    ones = torch.ones(positions.shape[:1], dtype=positions.dtype, device=positions.device)
+    system = _prepare(ones, positions, cell, pbc, widths, accuracy, "direct")
+    _, pos, box, widths2, mode = system
+    if mode == "open":
+        matrix = realspace.open_matrix(pos, widths2)
+    else:
+        params = _choose(system, accuracy, "direct")
+        matrix = kspace.kspace_matrix(pos, box, widths2, params.split2, params.k_on, params.k_cut)
+        matrix = matrix + realspace.realspace_matrix(pos, box, widths2, params.split2, params.r_cut)
+        total2 = 2.0 * widths2 + 2.0 * params.split2
+        matrix = matrix - torch.diag(2.0 * COULOMB * torch.rsqrt(total2) / math.sqrt(2.0 * math.pi))
+        volume = torch.linalg.det(box).abs()
+        matrix = matrix + 2.0 * background_energy(torch.ones_like(volume), volume, params.split2)
+    if self_energy:
+        matrix = matrix + torch.diag(COULOMB * torch.rsqrt(widths2) / math.sqrt(math.pi))
+    return matrix
+
+
+def _periodic_energy(
+    q: torch.Tensor, pos: torch.Tensor, box: torch.Tensor, widths2: torch.Tensor, params: EwaldParameters
+) -> torch.Tensor:
+    energy = kspace.kspace_energy(q, pos, box, widths2, params.split2, params.k_on, params.k_cut)
+    energy = energy - reciprocal_self_energy(q, widths2, params.split2)
+    energy = energy + realspace.realspace_energy(q, pos, box, widths2, params.split2, params.r_cut)
+    volume = torch.linalg.det(box).abs()
+    return energy + background_energy(q.sum(), volume, params.split2)
+
+
+def _choose(system: tuple, accuracy: float, method: str) -> EwaldParameters:
+    q, pos, box, widths2, _ = system
+    w2 = widths2.detach()
+    volume = float(torch.linalg.det(box.detach()).abs())
+    return direct_parameters(float(w2.min()), float(w2.max()), volume, pos.shape[0], accuracy)
+
+
+def _prepare(
+    charges: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor | None,
+    pbc: Pbc,
+    widths: float | torch.Tensor,
+    accuracy: float,
+    method: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, str]:
+    """Validate inputs; return charges, positions, cell (positions' dtype), widths² (N,) and the boundary mode."""
+    if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must be a tensor of shape (N, 3), got {_shape(positions)}")
+    if not positions.is_floating_point():
+        raise ValueError(f"positions must be floating point, got {positions.dtype}")
+    n_atoms = positions.shape[0]
+    if n_atoms == 0:
+        raise ValueError("positions is empty: need at least one charge")
+    if not isinstance(charges, torch.Tensor) or charges.shape != (n_atoms,):
+        raise ValueError(f"charges must have shape ({n_atoms},) to match positions, got {_shape(charges)}")
+    if not torch.isfinite(positions).all():
+        raise ValueError("positions contain NaN or inf")
+    if not torch.isfinite(charges).all():
+        raise ValueError("charges contain NaN or inf")
+    if not (isinstance(accuracy, (int, float)) and 0.0 < accuracy < 1.0):
+        raise ValueError(f"accuracy must be a number in (0, 1), got {accuracy!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    dtype, device = positions.dtype, positions.device
+    charges = charges.to(dtype)
+    widths2 = _widths2(widths, n_atoms, dtype, device)
+    mode = _mode(pbc)
+    if mode == "open":
+        return charges, positions, None, widths2, mode
+    if cell is None:
+        raise ValueError(f"a cell is required for periodic boundaries (pbc={_pbc_tuple(pbc)})")
+    cell = torch.as_tensor(cell).to(dtype=dtype, device=device)
+    if cell.shape != (3, 3):
+        raise ValueError(f"cell must have shape (3, 3), got {tuple(cell.shape)}")
+    if not torch.isfinite(cell).all():
+        raise ValueError("cell contains NaN or inf")
+    lengths = torch.linalg.norm(cell.detach(), dim=1)
+    volume = torch.linalg.det(cell.detach().double()).abs()
+    if bool((lengths <= 0).any()) or float(volume) <= 1e-8 * float(lengths.double().prod()):
+        raise ValueError(f"cell is singular or degenerate (volume {float(volume):.3g} Å³) for periodic boundaries")
+    return charges, positions, cell, widths2, mode
+
+
+def _widths2(widths: float | torch.Tensor, n_atoms: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    w = torch.as_tensor(widths, dtype=dtype, device=device).detach()
+    if w.ndim == 0:
+        w = w.expand(n_atoms)
+    if w.shape != (n_atoms,):
+        raise ValueError(f"widths must be a scalar or have shape ({n_atoms},), got {tuple(w.shape)}")
+    if not torch.isfinite(w).all() or bool((w < 0).any()):
+        raise ValueError("widths must be finite and non-negative (Å)")
+    return (w * w).contiguous()
+
+
+def _pbc_tuple(pbc: Pbc) -> tuple[bool, bool, bool]:
+    if isinstance(pbc, torch.Tensor):
+        values = pbc.detach().cpu().reshape(-1).tolist()
+    elif isinstance(pbc, (bool, int)):
+        values = [bool(pbc)] * 3
+    else:
+        values = list(pbc)
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ValueError(f"pbc must be a bool or 3 bools, got {pbc!r}")
+    return tuple(bool(v) for v in values)
+
+
+def _mode(pbc: Pbc) -> str:
+    flags = _pbc_tuple(pbc)
+    if flags == (False, False, False):
+        return "open"
+    if flags == (True, True, True):
+        return "periodic"
+    raise ValueError(f"unsupported pbc {flags}: use all False, all True or (True, True, False)")
+
+
+def _shape(x: object) -> str:
+    return f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
