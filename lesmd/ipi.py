@@ -268,11 +268,10 @@ class IPIClient:
                     return
                 else:
                     raise ConnectionError(f"unexpected message {msg!r} from i-PI (protocol error)")
-        except SocketClosed:
-            raise IPIConnectionLost(f"i-PI at {self.address} closed the connection without EXIT "
-                                    "(killed or crashed?)") from None
-        except (ConnectionResetError, BrokenPipeError) as err:
-            raise IPIConnectionLost(f"connection to i-PI at {self.address} broke ({err.strerror})") from None
+        except (SocketClosed, ConnectionResetError, BrokenPipeError) as err:
+            why = f" ({err.strerror})" if getattr(err, "strerror", None) else ""
+            raise IPIConnectionLost(f"lost the connection to i-PI at {self.address} without an EXIT message{why}: "
+                                    "i-PI was killed or crashed") from None
         except TimeoutError:
             raise TimeoutError(f"no message from i-PI at {self.address} for {self.timeout:g} s "
                                "(hung or too busy? raise --timeout)") from None

@@ -77,22 +77,26 @@ def write_init(path: Path, atoms: Atoms) -> None:
 
 def ipi_input(*, address: str, mode: str = "unix", port: int = 0, steps: int = 10, nbeads: int = 1,
               motion: str | None = None, extras: str = "dipole,charges", forcefield: str | None = None,
-              ensemble: str = "", outputs: str = "", ffsocket_timeout: float = 10.0) -> str:
-    """An i-PI XML input: NVT (Langevin) by default, full-precision properties, positions/forces/extras."""
+              ensemble: str = "", outputs: str = "", ffsocket_timeout: float = 10.0, consolidate: bool = True) -> str:
+    """An i-PI XML input: NVT (Langevin) by default, full-precision properties, positions, forces (eV/Å) and one
+    extras trajectory per name in ``extras`` (files sim.<name>_<bead>)."""
     if forcefield is None:
         where = f"<address>{address}</address>" + (f"<port>{port}</port>" if mode == "inet" else "")
         forcefield = (f'<ffsocket name="les" mode="{mode}" pbc="false"> {where} <latency>1e-4</latency>'
-                      f"<timeout>{ffsocket_timeout}</timeout></ffsocket>")
+                      f"<timeout>{ffsocket_timeout}</timeout>"
+                      f"<consolidate_messages>{consolidate}</consolidate_messages></ffsocket>")
     if motion is None:
         motion = ('<motion mode="dynamics"><dynamics mode="nvt"><timestep units="femtosecond">0.5</timestep>'
                   '<thermostat mode="langevin"><tau units="femtosecond">50</tau></thermostat></dynamics></motion>')
+    extras_out = "\n    ".join(f'<trajectory filename="{e}" stride="1" extra_type="{e}"> extras </trajectory>'
+                                   for e in extras.split(",") if e)
     return f"""<simulation verbosity="low" floatformat="%.17e" safe_stride="100000">
   <output prefix="sim">
     <properties stride="1" filename="out"> [ step, time{{femtosecond}}, conserved, temperature{{kelvin}},
       potential ] </properties>
     <trajectory filename="pos" stride="1" format="ase"> positions </trajectory>
     <trajectory filename="for" stride="1" format="ase"> forces </trajectory>
-    <trajectory filename="extras" stride="1" extra_type="{extras}"> extras </trajectory>
+    {extras_out}
     {outputs}
   </output>
   <total_steps>{steps}</total_steps>
@@ -112,7 +116,7 @@ def ipi_input(*, address: str, mode: str = "unix", port: int = 0, steps: int = 1
 
 
 def start_ipi(workdir: Path, xml: str, address: str | None = None, mode: str = "unix") -> subprocess.Popen:
-    """Write input.xml and start i-PI in ``workdir``; wait until its socket exists (unix) or a moment (inet)."""
+    """Write input.xml and start i-PI in ``workdir``; for unix sockets, wait until the socket file exists."""
     (workdir / "input.xml").write_text(xml)
     proc = subprocess.Popen([IPI, "input.xml"], cwd=workdir, stdout=open(workdir / "ipi.log", "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -122,9 +126,7 @@ def start_ipi(workdir: Path, xml: str, address: str | None = None, mode: str = "
             raise RuntimeError(f"i-PI exited early:\n{(workdir / 'ipi.log').read_text()[-3000:]}")
         if mode == "unix" and address and os.path.exists(f"/tmp/ipi_{address}"):
             return proc
-        if mode == "inet" and "Created inet socket" in (workdir / "ipi.log").read_text():
-            return proc
-        if mode not in ("unix", "inet"):
+        if mode != "unix":  # inet: clients wait with --reconnect; direct: no socket
             return proc
         time.sleep(0.05)
     stop(proc)
