@@ -1,0 +1,186 @@
+"""`lesmd md`: molecular dynamics with ASE and an LES model (the main job: a periodic water box at 300 K).
+
+Integrators are ASE's: Langevin (NVT; Allen–Tildesley BBK-type splitting as implemented in ASE), VelocityVerlet
+(NVE) and Berendsen NPT (``ase.md.nptberendsen``). Forces, stress, charges and the dipole come from
+:class:`lesmd.calculator.LESCalculator`; ASE does not wrap positions, so the logged dipole M = Σ q_i r_i is the
+continuous (itinerant) one. Each logged step prints time, potential and total energy, temperature and M, and
+appends a frame (positions, velocities, energy, forces, charges, dipole) to the trajectory (.traj or .xyz/.extxyz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lesmd.units import KB
+
+ENSEMBLES = ("nvt", "nve", "npt")
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `lesmd md`."""
+    parser.add_argument("--structure", default=None,
+                        help="starting structure (any ASE format; default: a 64-H2O box at 1 g/cm³)")
+    parser.add_argument("--molecules", type=int, default=64, help="water molecules in the default box")
+    parser.add_argument("--model", default=None, help="model file (default: the embedded water model)")
+    parser.add_argument("--steps", type=int, default=200, help="MD steps (default 200)")
+    parser.add_argument("--timestep", type=float, default=0.5, help="time step, fs (default 0.5)")
+    parser.add_argument("--temperature", type=float, default=300.0, help="temperature, K (default 300)")
+    parser.add_argument("--ensemble", choices=ENSEMBLES, default="nvt", help="nvt (Langevin), nve, npt (Berendsen)")
+    parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    parser.add_argument("--pressure", type=float, default=1.0, help="NPT pressure, bar (default 1)")
+    parser.add_argument("--efield", default=None, metavar="Ex,Ey,Ez", help="static uniform field, V/Å")
+    parser.add_argument("--charge", type=float, default=0.0, help="total charge, e")
+    parser.add_argument("--epsilon-inf", type=float, default=1.0, help="ε∞ scaling of charges/dipoles")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None, help="evaluation precision")
+    parser.add_argument("--log-interval", type=int, default=1, help="log and write a frame every N steps")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (structure, velocities, thermostat)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default="md.traj", help="trajectory file: .traj or .xyz/.extxyz (default md.traj)")
+
+
+def load_structure(path: str | None, molecules: int, seed: int):
+    """The starting ``Atoms``: read from ``path`` or a fresh water box."""
+    if path is None:
+        from lesmd.structures import water_box
+
+        return water_box(molecules, seed=seed)
+    from ase.io import read
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"structure file {path} not found")
+    return read(path)
+
+
+def make_dynamics(atoms, ensemble: str, timestep_fs: float, temperature: float, friction: float,
+                  pressure_bar: float, seed: int):
+    """The ASE dynamics object for ``ensemble`` (velocities are drawn from Maxwell–Boltzmann first)."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    if timestep_fs <= 0 or temperature < 0:
+        raise ValueError(f"timestep must be > 0 fs and temperature ≥ 0 K, got {timestep_fs}, {temperature}")
+    rng = np.random.default_rng(seed)
+    if not atoms.has("momenta") or not np.any(atoms.get_momenta()):
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        Stationary(atoms)
+    dt = timestep_fs * units.fs
+    if ensemble == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=dt)
+    if ensemble == "nvt":
+        from ase.md.langevin import Langevin
+
+        return Langevin(atoms, timestep=dt, temperature_K=temperature, friction=friction / units.fs, rng=rng,
+                        fixcm=False)
+    if not atoms.pbc.all():
+        raise ValueError("npt needs a 3-D periodic structure")
+    from ase.md.nptberendsen import NPTBerendsen
+
+    return NPTBerendsen(atoms, timestep=dt, temperature_K=temperature, pressure_au=pressure_bar * units.bar,
+                        taut=100 * units.fs, taup=1000 * units.fs, compressibility_au=4.57e-5 / units.bar)
+
+
+class StepLogger:
+    """Prints one line per logged step and appends the frame to the trajectory."""
+
+    def __init__(self, atoms, dyn, out: str | Path, stream=sys.stdout) -> None:
+        self.atoms, self.dyn, self.stream = atoms, dyn, stream
+        self.out = Path(out)
+        self.start = time.perf_counter()
+        suffix = self.out.suffix.lower()
+        if suffix not in (".traj", ".xyz", ".extxyz"):
+            raise ValueError(f"--out must end in .traj, .xyz or .extxyz, got {self.out.name}")
+        if suffix == ".traj":
+            from ase.io.trajectory import Trajectory
+
+            self.traj = Trajectory(str(self.out), "w", atoms, properties=["energy", "forces", "charges", "dipole"])
+        else:
+            self.traj = None
+            self.out.unlink(missing_ok=True)
+        print(f"{'step':>7} {'time/fs':>9} {'Epot/eV':>14} {'Etot/eV':>14} {'T/K':>8} "
+              f"{'Mx/eÅ':>9} {'My/eÅ':>9} {'Mz/eÅ':>9}", file=stream, flush=True)
+
+    def __call__(self) -> None:
+        from ase.calculators.singlepoint import SinglePointCalculator
+        from ase.io import write
+
+        a = self.atoms
+        epot = a.get_potential_energy()
+        ekin = a.get_kinetic_energy()
+        temperature = 2 * ekin / (3 * len(a) * KB) if len(a) else 0.0
+        dipole = a.calc.get_property("dipole", a)
+        step = self.dyn.nsteps
+        t_fs = step * self.dyn.dt / _fs()
+        print(f"{step:7d} {t_fs:9.2f} {epot:14.6f} {epot + ekin:14.6f} {temperature:8.1f} "
+              f"{dipole[0]:9.4f} {dipole[1]:9.4f} {dipole[2]:9.4f}", file=self.stream, flush=True)
+        if self.traj is not None:
+            self.traj.write()
+        else:
+            frame = a.copy()
+            frame.calc = SinglePointCalculator(frame, energy=epot, forces=a.get_forces(), dipole=dipole,
+                                               charges=a.get_charges())
+            frame.info.update(time_fs=t_fs, temperature_K=temperature)
+            write(self.out, frame, format="extxyz", append=True)
+
+    def close(self) -> None:
+        if self.traj is not None:
+            self.traj.close()
+
+
+def _fs() -> float:
+    from ase import units
+
+    return units.fs
+
+
+def run_md(atoms, calc, *, steps: int = 200, ensemble: str = "nvt", timestep: float = 0.5,
+           temperature: float = 300.0, friction: float = 0.01, pressure: float = 1.0, seed: int = 0,
+           log_interval: int = 1, out: str | Path = "md.traj", stream=sys.stdout):
+    """Run ``steps`` MD steps of ``atoms`` with ``calc``; log and write every ``log_interval`` steps.
+
+    Returns the final ``Atoms`` (the same object, propagated).
+    """
+    if steps < 0 or log_interval < 1:
+        raise ValueError(f"steps must be ≥ 0 and log interval ≥ 1, got {steps}, {log_interval}")
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, got {ensemble!r}")
+    atoms.calc = calc
+    dyn = make_dynamics(atoms, ensemble, timestep, temperature, friction, pressure, seed)
+    logger = StepLogger(atoms, dyn, out, stream)
+    dyn.attach(logger, interval=log_interval)
+    start = time.perf_counter()
+    try:
+        dyn.run(steps)
+    finally:
+        logger.close()
+    wall = time.perf_counter() - start
+    rate = steps / wall if wall > 0 else float("inf")
+    print(f"# {steps} steps of {timestep} fs ({ensemble}, {len(atoms)} atoms) in {wall:.1f} s "
+          f"({rate:.1f} steps/s); trajectory: {out}", file=stream, flush=True)
+    return atoms
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """`lesmd md`."""
+    import torch
+
+    from lesmd.calculator import LESCalculator
+    from lesmd.ipi import parse_vector
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    atoms = load_structure(args.structure, args.molecules, args.seed)
+    dtype = {None: None, "float32": torch.float32, "float64": torch.float64}[args.dtype]
+    calc = LESCalculator(args.model, dtype=dtype, charge=args.charge, epsilon_inf=args.epsilon_inf,
+                         efield=parse_vector(args.efield))
+    run_md(atoms, calc, steps=args.steps, ensemble=args.ensemble, timestep=args.timestep,
+           temperature=args.temperature, friction=args.friction, pressure=args.pressure, seed=args.seed,
+           log_interval=args.log_interval, out=args.out)
+    return 0
