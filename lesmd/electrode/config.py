@@ -86,6 +86,8 @@ class ElectrodeConfig:
         cg_max_iterations: CG gives up (ValueError) after this many iterations.
         lennard_jones: electrode–electrolyte repulsion (None: no short-range electrode–electrolyte term).
         min_distance: atoms closer than this (Å) raise ValueError (0 disables the check).
+        slab_factor: slab boundary: the Ewald cell is L_z·slab_factor tall (≥ 2; vacuum above the atoms).
+        real_space_cutoff: real-space cutoff (Å) of the electrode–electrolyte Ewald sum (sets the split).
     """
 
     electrodes: list[Electrode]
@@ -93,11 +95,13 @@ class ElectrodeConfig:
     solver: str = "matrix"
     electrolyte_width: float | None = None
     epsilon_inf: float | None = None
-    accuracy: float = 1e-8
+    accuracy: float = 1e-6
     cg_tolerance: float = 1e-9
     cg_max_iterations: int = 1000
     lennard_jones: LennardJones | None = None
     min_distance: float = 0.3
+    slab_factor: float = 3.0
+    real_space_cutoff: float = 12.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -114,6 +118,10 @@ class ElectrodeConfig:
             raise ValueError(f"electrode config: epsilon_inf must be positive, got {self.epsilon_inf}")
         if not 0 < self.accuracy < 1:
             raise ValueError(f"electrode config: accuracy must lie in (0, 1), got {self.accuracy}")
+        if not self.real_space_cutoff > 0:
+            raise ValueError(f"electrode config: real_space_cutoff must be positive (Å), got {self.real_space_cutoff}")
+        if not self.slab_factor >= 2.0:
+            raise ValueError(f"electrode config: slab_factor must be ≥ 2, got {self.slab_factor}")
         if self.electrolyte_width is not None and not self.electrolyte_width >= 0:
             raise ValueError(f"electrode config: electrolyte_width must be ≥ 0 Å, got {self.electrolyte_width}")
         names = [e.name for e in self.electrodes]
@@ -213,7 +221,8 @@ def _lennard_jones(table: Mapping) -> LennardJones:
 
 
 _TOP_KEYS = {"boundary", "solver", "electrolyte_width", "epsilon_inf", "accuracy", "cg_tolerance",
-             "cg_max_iterations", "min_distance", "electrode", "lennard_jones"}
+             "cg_max_iterations", "min_distance", "slab_factor", "real_space_cutoff",
+             "electrode", "lennard_jones"}
 _ELECTRODE_KEYS = {"name", "indices", "tag", "potential", "charge", "eta"}
 
 

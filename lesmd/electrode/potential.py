@@ -2,17 +2,18 @@
 
 Per call (one MD step):
 1. the LES model on the electrolyte atoms gives E_model and latent charges p (graph kept for forces);
-2. φ_i, the potential of the electrolyte charges at electrode site i (one Ewald potential evaluation);
+2. φ_i, the potential of the electrolyte charges at electrode site i, as a differentiable function of positions
+   and p (:meth:`lesmd.electrode.electrostatics.Electrostatics.coupling_potential`, O((N_el + N_elyt)·N_k));
 3. the electrode charges solve A q = b + Cᵀλ with b_i = Ψ_k(i) − φ_i + E_z z_i (matrix or CG solver);
 4. the conserved (Legendre-transformed) energy at fixed q*
 
-       Ω = E_model + [E_C(q* ⊕ p) − E_C(0 ⊕ p)] + E_self(q*) − Σ_k Ψ_k Q_k − E_z Σ_all x_i z_i + E_LJ
+       Ω = E_model + ½ q*ᵀA q* + q*ᵀφ − Σ_k Ψ_k Q_k − E_z Σ_all x_i z_i + E_LJ
 
    is differentiated by autograd: because q* minimises Ω on the constraint set, these are the exact
    (Hellmann–Feynman) forces, including the model's charge-derivative terms through p(r).
-E_C is the Ewald energy of Gaussian charges (electrode s = 1/(√2η), electrolyte s = σ/√2 of the model) of
-:mod:`lesmd.les.ewald`; E_C(q ⊕ p) − E_C(0 ⊕ p) = ½qᵀAq + qᵀφ leaves the electrolyte–electrolyte Coulomb energy to the
-model. All electrostatics are done in latent units with Ψ̃ = √ε∞Ψ, Ẽ = √ε∞E (see :mod:`lesmd.electrode`).
+The electrolyte–electrolyte Coulomb energy is the model's own. Frozen electrodes (``solver = "matrix"``) get zero
+forces (they do not move; A is a constant); mobile ones (``"cg"``) get the full force, with A rebuilt each step.
+All electrostatics are done in latent units with Ψ̃ = √ε∞Ψ, Ẽ = √ε∞E (see :mod:`lesmd.electrode`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ import numpy as np
 import torch
 
 from lesmd.electrode.config import ElectrodeConfig, load_config
+from lesmd.electrode.electrostatics import Electrostatics
 from lesmd.electrode.lennard_jones import lennard_jones_energy, pair_tables
 from lesmd.electrode.solver import MatrixSolver, projected_cg
-from lesmd.les.ewald import coulomb_energy, coulomb_matrix, electrostatic_potential
-from lesmd.les.potentials import gaussian_self_energy
-from lesmd.units import COULOMB
 
 _PROPERTIES = ("energy", "free_energy", "forces", "charges", "dipole", "stress", "capacitance")
 
@@ -68,6 +67,8 @@ class ElectrodePotential:
             width = float(sigma) / math.sqrt(2.0) if sigma is not None else 0.0
         self.electrolyte_width = float(width)
         self._frozen: dict | None = None
+        self.electrostatics = Electrostatics(self.config.boundary, self.config.accuracy, self.config.slab_factor,
+                                             self.config.real_space_cutoff)
         self._previous_q: torch.Tensor | None = None
         self._warned_stress = False
         self.last_results: dict[str, np.ndarray] = {}
@@ -122,11 +123,9 @@ class ElectrodePotential:
         return -self.scale * (top.potential - bottom.potential) / float(cell[2, 2])
 
     # ---------------------------------------------------------------- electrostatics
-    def _coulomb(self, charges, positions, cell, widths) -> torch.Tensor:
-        return coulomb_energy(charges, positions, cell, self._pbc(), widths, accuracy=self.config.accuracy)
-
     def _matrix_solver(self, pos_el: torch.Tensor, cell: torch.Tensor, widths: torch.Tensor,
                        constraints: torch.Tensor) -> MatrixSolver:
+        """The frozen-electrode solver, rebuilt only when electrode positions, cell or constraints change."""
         key = (pos_el.detach().cpu().numpy().copy(), cell.detach().cpu().numpy().copy(), constraints.cpu().numpy())
         if self._frozen is not None:
             old = self._frozen["key"]
@@ -134,33 +133,24 @@ class ElectrodePotential:
                        for a, b in zip(old, key, strict=True))
             if same:
                 return self._frozen["solver"]
-            if not self._frozen.get("warned"):
+            if not self._frozen["warned"]:
                 warnings.warn("electrode atoms or cell moved: rebuilding the electrode matrix (O(N³)); use "
                               "solver = 'cg' for mobile electrodes", stacklevel=3)
-        with torch.no_grad():
-            matrix = coulomb_matrix(pos_el.detach(), cell.detach(), self._pbc(), widths,
-                                    accuracy=self.config.accuracy, self_energy=True)
-            solver = MatrixSolver(matrix, constraints)
-        warned = self._frozen is not None
-        self._frozen = {"key": key, "solver": solver, "warned": warned}
+        matrix = self.electrostatics.matrix(pos_el.detach(), cell.detach(), widths)
+        solver = MatrixSolver(matrix, constraints)
+        self._frozen = {"key": key, "solver": solver, "matrix": matrix, "warned": self._frozen is not None}
         return solver
 
-    def _solve(self, pos_el, cell, widths_el, rhs, constraints, targets) -> tuple[torch.Tensor, torch.Tensor, int]:
-        if self.config.solver == "matrix":
-            q, lam = self._matrix_solver(pos_el, cell, widths_el, constraints).solve(rhs, targets)
+    def _solve(self, system, rhs, constraints, targets, guess=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Charges, multipliers and CG iterations for A q = rhs + Cᵀλ, C q = targets.
+
+        ``system`` is a :class:`MatrixSolver` (frozen electrodes) or the dense matrix A (CG, mobile electrodes).
+        """
+        if isinstance(system, MatrixSolver):
+            q, lam = system.solve(rhs, targets)
             return q, lam, 0
-        pos = pos_el.detach()
-
-        def matvec(v: torch.Tensor) -> torch.Tensor:
-            return electrostatic_potential(v, pos, cell.detach(), self._pbc(), widths_el,
-                                           accuracy=self.config.accuracy, self_energy=True)
-
-        diagonal = COULOMB / (math.sqrt(math.pi) * widths_el)
-        guess = self._previous_q if self._previous_q is not None and len(self._previous_q) == len(rhs) else None
-        q, lam, iterations = projected_cg(matvec, rhs, constraints, targets, diagonal, guess,
-                                          self.config.cg_tolerance, self.config.cg_max_iterations)
-        self._previous_q = q
-        return q, lam, iterations
+        return projected_cg(lambda v: system @ v, rhs, constraints, targets, torch.diagonal(system), guess,
+                            self.config.cg_tolerance, self.config.cg_max_iterations)
 
     # ---------------------------------------------------------------- main entry
     def compute(
@@ -187,6 +177,7 @@ class ElectrodePotential:
         _check_cell(cell_np, self.config.boundary)
         if not np.all(np.isfinite(positions)):
             raise ValueError("positions contain NaN or inf")
+        self.electrostatics.check_slab_extent(torch.as_tensor(positions), cell_np)
         electrode, electrolyte, group = self._layout(n_atoms)
         if self.config.min_distance > 0:
             from lesmd.potential import check_min_distance
@@ -195,49 +186,51 @@ class ElectrodePotential:
                                self.config.min_distance)
 
         f64 = dict(dtype=torch.float64, device=self.device)
+        mobile = self.config.solver == "cg"
         pos = torch.as_tensor(positions, **f64).requires_grad_("forces" in props)
         box = torch.as_tensor(cell_np, **f64)
         pbc_t = self._pbc()
-        pos_el, pos_ly = pos[electrode], pos[electrolyte]
+        pos_el = pos[electrode] if mobile else pos[electrode].detach()  # frozen electrodes: zero force
+        pos_ly = pos[electrolyte]
         widths_el = torch.as_tensor(np.concatenate([[e.width] * len(e.indices) for e in self.config.electrodes]),
                                     **f64)
-        widths = torch.cat([widths_el, torch.full((len(electrolyte),), self.electrolyte_width, **f64)])
 
-        # 1. electrolyte model
+        # 1. electrolyte model: energy and latent charges (graph kept)
         energy_model, p = self._model(numbers[electrolyte], pos_ly, box, pbc_t)
 
-        # 2. electrolyte potential at the electrode sites (latent units)
-        zeros = torch.zeros(len(electrode), **f64)
-        pos_all = torch.cat([pos_el, pos_ly])
-        charges0 = torch.cat([zeros, p])
+        # 2. potential of the electrolyte charges at the electrode sites (latent units, differentiable)
         if len(electrolyte):
-            energy0 = self._coulomb(charges0, pos_all, box, widths)
-            phi = electrostatic_potential(charges0.detach(), pos_all.detach(), box, pbc_t, widths,
-                                          accuracy=self.config.accuracy)[: len(electrode)]
+            phi = self.electrostatics.coupling_potential(pos_el, pos_ly, p, box, widths_el, self.electrolyte_width)
         else:
-            energy0, phi = pos.new_zeros(()), zeros
+            phi = torch.zeros(len(electrode), **f64)
 
-        # 3. solve
+        # 3. solve A q = Ψ̃ − φ + Ẽ z + Cᵀλ
         field = self._field(box)
         set_potential = torch.as_tensor([self.scale * (e.potential or 0.0) for e in self.config.electrodes], **f64)
-        z_el = pos_el.detach()[:, 2]
-        rhs = set_potential[group] - phi + field * z_el
+        rhs = set_potential[group] - phi.detach() + field * pos_el.detach()[:, 2]
         electrolyte_charge = p.detach().sum() if len(electrolyte) else torch.zeros((), **f64)
         constraints, targets = self._constraints(group, electrolyte_charge)
-        q, lam, iterations = self._solve(pos_el, box, widths_el, rhs, constraints, targets)
+        if mobile:
+            system = self.electrostatics.matrix(pos_el.detach(), box, widths_el)
+        else:
+            system = self._matrix_solver(pos_el, box, widths_el, constraints)
+        guess = self._previous_q if self._previous_q is not None and len(self._previous_q) == len(rhs) else None
+        q, lam, iterations = self._solve(system, rhs, constraints, targets, guess)
+        self._previous_q = q
 
-        # 4. conserved energy at fixed q and its gradient
-        charges = torch.cat([q, p])
-        energy = energy_model + self._coulomb(charges, pos_all, box, widths) - energy0
-        energy = energy + gaussian_self_energy(q, widths_el**2)
-        energy = energy - torch.dot(set_potential[group], q)
+        # 4. conserved energy at fixed q* (Hellmann–Feynman) and its gradient
+        if mobile:
+            energy_el = self.electrostatics.electrode_energy(q, pos_el, box, widths_el)
+        else:
+            energy_el = 0.5 * torch.dot(q, self._frozen["matrix"] @ q)
+        energy = energy_model + energy_el + torch.dot(q, phi) - torch.dot(set_potential[group], q)
         if field != 0.0:
-            energy = energy - field * torch.dot(charges, pos_all[:, 2])
+            energy = energy - field * (torch.dot(q, pos_el[:, 2]) + torch.dot(p, pos_ly[:, 2]))
         energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pos_el, pos_ly, box, pbc_t)
 
         out = self._outputs(energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations)
         if "capacitance" in props:
-            out["capacitance"] = self.capacitance(pos_el, box, widths_el, constraints, group)
+            out["capacitance"] = self.capacitance(system, pos_el, box, constraints, group)
         self.last_results = out
         return out
 
@@ -267,8 +260,8 @@ class ElectrodePotential:
         n_atoms = pos.shape[0]
         out: dict[str, np.ndarray] = {}
         if "forces" in props:
-            (grad,) = torch.autograd.grad(energy, pos)
-            out["forces"] = (-grad).detach().cpu().numpy()
+            grad = torch.autograd.grad(energy, pos, allow_unused=True)[0] if energy.requires_grad else None
+            out["forces"] = np.zeros((n_atoms, 3)) if grad is None else (-grad).detach().cpu().numpy()
         out["energy"] = out["free_energy"] = np.asarray(float(energy.detach()))
         out["energy_model"] = np.asarray(float(energy_model.detach()))
         charges = np.zeros(n_atoms)
@@ -293,25 +286,24 @@ class ElectrodePotential:
             out["cg_iterations"] = np.asarray(iterations)
         return out
 
-    def capacitance(self, pos_el: torch.Tensor, box: torch.Tensor, widths_el: torch.Tensor,
-                    constraints: torch.Tensor, group: np.ndarray) -> np.ndarray:
+    def capacitance(self, system, pos_el: torch.Tensor, box: torch.Tensor, constraints: torch.Tensor,
+                    group: np.ndarray) -> np.ndarray:
         """Capacitance matrix C_kl = ∂Q_k/∂Ψ_l (K, K) in e/V at fixed electrolyte charges (ε∞ included).
 
         Finite field: the field E_z = −(Ψ_top − Ψ_bot)/L_z changes with Ψ_l as well and is included.
         """
         k = len(self.config.electrodes)
         indicator = torch.as_tensor((group[:, None] == np.arange(k)[None, :]).astype(np.float64), device=self.device)
+        targets = torch.zeros(constraints.shape[0], dtype=torch.float64, device=self.device)
         columns = []
         for l_ in range(k):
-            if self.config.electrodes[l_].potential is None:
-                columns.append(torch.zeros(len(group), dtype=torch.float64, device=self.device))
-                continue
-            targets = torch.zeros(constraints.shape[0], dtype=torch.float64, device=self.device)
             rhs = indicator[:, l_].clone()
+            if self.config.electrodes[l_].potential is None:
+                columns.append(torch.zeros_like(rhs))
+                continue
             if self.config.boundary == "finite_field":  # E_z = −(Ψ_top − Ψ_bot)/L_z moves with Ψ_l too
                 rhs = rhs + (1.0 if l_ == 0 else -1.0) * pos_el.detach()[:, 2] / float(box[2, 2])
-            q, _, _ = self._solve(pos_el, box, widths_el, rhs, constraints, targets)
-            columns.append(q)
+            columns.append(self._solve(system, rhs, constraints, targets)[0])
         return (self.epsilon_inf * indicator.T @ torch.stack(columns, dim=1)).cpu().numpy()
 
 
