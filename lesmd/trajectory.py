@@ -118,26 +118,76 @@ class DipoleSeries:
 
 # ----------------------------------------------------------------------------------------------- unwrapping
 class Unwrapper:
-    """Frame-to-frame unwrapping of positions, carried across chunks (see the module docstring)."""
+    """Frame-to-frame unwrapping of positions, carried across chunks (see the module docstring).
+
+    u_t = w_t + S_t where S_t accumulates −h_t·round(h_t⁻¹ Δw_t) over frames; the corrections are sparse (only
+    frames where an atom crosses the cell), which keeps the dipole path to a few passes over the positions.
+    """
 
     def __init__(self) -> None:
         self._last_wrapped: np.ndarray | None = None
-        self._last_unwrapped: np.ndarray | None = None
+        self._shift: np.ndarray | None = None  # (N,3) u − w at the last frame seen
+
+    def _crossings(self, positions: np.ndarray, cells: np.ndarray):
+        """(frame index (m,), atom index (m,), lattice correction (m,3) Å) of every cell crossing in the chunk."""
+        cells = np.asarray(cells, dtype=np.float64)
+        constant = bool(np.all(cells == cells[:1]))
+        ref = cells[:1] if constant else cells
+        if np.any(np.abs(np.linalg.det(ref)) < 1e-12):
+            raise ValueError("cannot unwrap positions: a frame has no (or a singular) 3-D cell")
+        if self._last_wrapped is None:
+            self._last_wrapped, self._shift = positions[0], np.zeros(positions.shape[1:])
+        if positions.shape[1:] != self._shift.shape:
+            raise ValueError("the number of atoms changes along the trajectory")
+        delta = np.empty_like(positions)  # Δw (k,N,3), then the image numbers round(h⁻¹Δw)
+        np.subtract(positions[1:], positions[:-1], out=delta[1:])
+        np.subtract(positions[0], self._last_wrapped, out=delta[0])
+        if constant and np.count_nonzero(ref[0] - np.diag(np.diag(ref[0]))) == 0:  # fixed orthorhombic cell
+            images = np.rint(np.multiply(delta, 1.0 / np.diag(ref[0]), out=delta), out=delta)
+        elif constant:
+            images = np.rint(delta @ np.linalg.inv(ref[0]))
+        else:
+            images = np.rint(delta @ np.linalg.inv(cells))
+        flat = np.flatnonzero(images)  # crossings are rare: work on the few nonzero entries only
+        pairs = np.unique(flat // 3)
+        frame, atom = np.divmod(pairs, positions.shape[1])
+        lattice = ref[np.zeros_like(frame) if constant else frame]
+        vectors = -np.einsum("mj,mjb->mb", images[frame, atom], lattice)
+        self._last_wrapped = positions[-1].copy()
+        return frame, atom, vectors
 
     def __call__(self, positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """positions (k,N,3) Å, cells (k,3,3) Å (rows = lattice vectors) → unwrapped (k,N,3) Å."""
-        if np.any(np.abs(np.linalg.det(cells)) < 1e-12):
-            raise ValueError("cannot unwrap positions: a frame has no (or a singular) 3-D cell")
-        if self._last_wrapped is None:
-            prev_w, prev_u = positions[:1], positions[:1]
-        else:
-            prev_w, prev_u = self._last_wrapped[None], self._last_unwrapped[None]
-        delta = np.diff(np.concatenate([prev_w, positions]), axis=0)  # (k,N,3)
-        frac = np.einsum("kni,kij->knj", delta, np.linalg.inv(cells))
-        delta -= np.einsum("kni,kij->knj", np.round(frac), cells)
-        unwrapped = prev_u + np.cumsum(delta, axis=0)
-        self._last_wrapped, self._last_unwrapped = positions[-1].copy(), unwrapped[-1].copy()
-        return unwrapped
+        positions = np.asarray(positions, dtype=np.float64)
+        frame, atom, vectors = self._crossings(positions, cells)
+        steps = np.zeros_like(positions)
+        np.add.at(steps, (frame, atom), vectors)
+        shift = self._shift + np.cumsum(steps, axis=0)
+        self._shift = shift[-1].copy()
+        return positions + shift
+
+    def dipoles(self, positions: np.ndarray, cells: np.ndarray, charges: np.ndarray) -> np.ndarray:
+        """Σ_i q_i u_i (k,3) e·Å for fixed charges (N,) e, without building the unwrapped positions."""
+        positions = np.asarray(positions, dtype=np.float64)
+        frame, atom, vectors = self._crossings(positions, cells)
+        steps = np.zeros((len(positions), 3))
+        np.add.at(steps, frame, charges[atom, None] * vectors)
+        dipoles = _fixed_charge_dipoles(charges, positions) + charges @ self._shift
+        np.add.at(self._shift, atom, vectors)
+        return dipoles + np.cumsum(steps, axis=0)
+
+
+def _fixed_charge_dipoles(charges: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Σ_i q_i r_i for charges (N,) and positions (k,N,3) → (k,3), as one batched matrix product."""
+    return np.matmul(charges, positions)  # (N,) @ (k,N,3) → (k,3)
+
+
+def _charge_dipoles(charges: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Σ_i q_i r_i for charges (N,) or (k,N) and positions (k,N,3) → (k,3)."""
+    charges = np.asarray(charges, dtype=np.float64)
+    if charges.ndim == 1 or bool(np.all(charges == charges[:1])):
+        return _fixed_charge_dipoles(charges if charges.ndim == 1 else charges[0], positions)
+    return np.matmul(charges[:, None, :], positions)[:, 0]
 
 
 def itinerant_dipoles(positions: np.ndarray, cells: np.ndarray | None, charges: np.ndarray) -> np.ndarray:
@@ -153,11 +203,15 @@ def itinerant_dipoles(positions: np.ndarray, cells: np.ndarray | None, charges: 
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[2] != 3:
         raise ValueError(f"positions must have shape (n_frames, n_atoms, 3), got {positions.shape}")
-    charges = np.broadcast_to(np.asarray(charges, dtype=np.float64), positions.shape[:2])
-    if cells is not None:
-        cells = np.broadcast_to(np.asarray(cells, dtype=np.float64), (len(positions), 3, 3))
-        positions = Unwrapper()(positions, cells)
-    return np.einsum("fi,fia->fa", charges, positions)
+    charges = np.asarray(charges, dtype=np.float64)
+    if charges.shape not in (positions.shape[1:2], positions.shape[:2]):
+        raise ValueError(f"charges must have shape (n_atoms,) or (n_frames, n_atoms), got {charges.shape}")
+    if cells is None:
+        return _charge_dipoles(charges, positions)
+    cells = np.broadcast_to(np.asarray(cells, dtype=np.float64), (len(positions), 3, 3))
+    if charges.ndim == 1:
+        return Unwrapper().dipoles(positions, cells, charges)
+    return _charge_dipoles(charges, Unwrapper()(positions, cells))
 
 
 # ----------------------------------------------------------------------------------------------- ASE
@@ -541,11 +595,12 @@ def dipole_series(
         elif chosen == "bec":
             derivs.append(np.einsum("kiab,kib->ka", chunk.bec, chunk.velocities))
         else:
-            pos = unwrap(chunk.positions, chunk.cells) if periodic else chunk.positions
-            if chosen == "charges":
-                dipoles.append(np.einsum("ki,kia->ka", _charges_for(chunk, charges), pos))
+            q = _charges_for(chunk, charges) if chosen == "charges" else None
+            if q is not None and periodic and bool(np.all(q == q[:1])):  # fast path: fixed charges
+                dipoles.append(unwrap.dipoles(chunk.positions, chunk.cells, np.array(q[0])))
             else:
-                dipoles.append(_model_dipoles(chunk, pos, model))
+                pos = unwrap(chunk.positions, chunk.cells) if periodic else chunk.positions
+                dipoles.append(_charge_dipoles(q, pos) if q is not None else _model_dipoles(chunk, pos, model))
         times.append(chunk.times_fs)
         if chunk.velocities is not None and len(chunk.numbers):
             kinetic += _kinetic_energy_sum(chunk)
