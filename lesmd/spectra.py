@@ -43,6 +43,7 @@ __all__ = [
     "SpectrumResult",
     "add_cli_arguments",
     "autocorrelation",
+    "correlation_time",
     "dielectric_spectrum",
     "find_peaks",
     "ir_spectrum",
@@ -113,6 +114,20 @@ def autocorrelation(x: np.ndarray, max_lag: int | None = None) -> np.ndarray:
     power = (spec.real**2 + spec.imag**2).sum(axis=1)
     acf = scipy.fft.irfft(power, n=n_fft)[:max_lag]
     return acf / (n - np.arange(max_lag))
+
+
+def correlation_time(x: np.ndarray, timestep_fs: float) -> float:
+    """Integrated correlation time (fs) of the fluctuations of x (n_frames, d): ∫ C(t)/C(0) dt up to C's first zero.
+
+    Used to judge whether blocks for an error bar are long enough (they should span several of it).
+    """
+    arr = _check_series(x, "samples")
+    acf = autocorrelation(arr - arr.mean(axis=0), len(arr) // 2)
+    if acf[0] <= 0.0:
+        return 0.0
+    negative = np.flatnonzero(acf <= 0.0)
+    end = negative[0] if len(negative) else len(acf)
+    return float(timestep_fs * (acf[:end].sum() / acf[0] - 0.5))
 
 
 def lag_window(name: str, n_lags: int) -> np.ndarray:

@@ -146,7 +146,22 @@ def analyse(series: trajectory.DipoleSeries, args: argparse.Namespace) -> dict:
     omega = spectra.dielectric_spectrum(
         m, dt, volume, temperature, args.epsilon_inf, window=args.window, max_wavenumber=max_wn
     )
-    return {"ir": ir, "static": static, "omega": omega, "timestep_fs": dt, "temperature_K": float(temperature)}
+    tau = spectra.correlation_time(m, dt)
+    block_fs = (len(m) // n_blocks) * dt
+    if block_fs < 5.0 * tau:
+        print(
+            f"lesmd spectrum: warning: blocks of {block_fs / 1000:g} ps are shorter than 5 dipole correlation times "
+            f"({tau / 1000:.3g} ps each): epsilon_err underestimates the error; run longer",
+            file=sys.stderr,
+        )
+    return {
+        "ir": ir,
+        "static": static,
+        "omega": omega,
+        "timestep_fs": dt,
+        "temperature_K": float(temperature),
+        "correlation_time_fs": tau,
+    }
 
 
 def write_outputs(res: dict, series: trajectory.DipoleSeries, out: Path, plots: bool = True) -> None:
@@ -165,6 +180,7 @@ def write_outputs(res: dict, series: trajectory.DipoleSeries, out: Path, plots: 
         "epsilon_inf": static.epsilon_inf,
         "n_blocks": static.n_blocks,
         "dipole_source": series.source,
+        "dipole_correlation_time_ps": res["correlation_time_fs"] / 1000.0,
         "peaks_cm-1": [round(wn, 1) for wn, _ in ir.peaks()],
         "running_time_ps": (static.running_frames * res["timestep_fs"] / 1000.0).tolist(),
         "running_epsilon": static.running_epsilon.tolist(),

@@ -12,6 +12,7 @@ import pytest
 
 from lesmd.spectra import (
     autocorrelation,
+    correlation_time,
     dielectric_spectrum,
     find_peaks,
     harmonic_quantum_correction,
@@ -129,6 +130,12 @@ def test_debye_relaxation_gives_loss_peak_at_inverse_relaxation_time():
     static = static_dielectric(m, VOLUME, TEMPERATURE, eps_inf)
     assert eps.epsilon_real[0] == pytest.approx(static.epsilon, rel=1e-12)
     assert static.epsilon == pytest.approx(eps_inf + delta, rel=0.02)
+
+
+def test_exponential_correlation_has_integrated_time_tau():
+    tau, dt = 1000.0, 10.0
+    m = synthesize(2**16, dt, lambda w: 2 * tau / (1 + (w * tau) ** 2), seed=5)
+    assert correlation_time(m, dt) == pytest.approx(tau, rel=0.1)
 
 
 def test_autocorrelation_equals_direct_lagged_sum():
