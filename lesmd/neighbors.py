@@ -21,7 +21,7 @@ from vesin import NeighborList
 
 @dataclass
 class Edges:
-    """An ordered (full) neighbour list: both (i, j) and (j, i) are present.
+    """An ordered (full) neighbour list: both (i, j) and (j, i) are present; sorted by ``i``.
 
     Attributes:
         i: (E,) int64 index of the centre atom.
@@ -77,6 +77,8 @@ def neighbor_list(
         return Edges(empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device))
     calculator = NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, s = calculator.compute(pos_np, box, periodic, quantities="ijS", copy=True)
+    order = np.argsort(i, kind="stable")  # sorted by centre atom: the models use a padded per-atom layout
+    i, j, s = i[order], j[order], s[order]
     device = positions.device
     return Edges(
         i=torch.from_numpy(i.astype(np.int64)).to(device),

@@ -1,0 +1,179 @@
+"""Model files: one file holding the weights and every piece of metadata, loaded without running code.
+
+Format (``format = "lesmd-model"``, ``format_version = 1``): a ``torch.save`` of a plain dict whose values are
+tensors and plain Python types only (str, int, float, bool, None, list, dict):
+
+    format, format_version, lesmd_version, units {"energy": "eV", "length": "Å", "charge": "e"},
+    species [Z...], cutoff (Å), sigma (Å), reference_energies {"Z": eV}, dtype,
+    architecture {short_range_type, short_range {hyper-parameters}, sigma, charge_hidden, use_les, ...},
+    provenance {training data, command, metrics, date...}, state_dict {name: tensor}
+
+Loading uses ``torch.load(path, weights_only=True)``, whose restricted unpickler refuses any object other than
+tensors and plain containers, so a crafted file cannot execute code; the short-range class is looked up by name
+in :mod:`lesmd.models.shortrange`'s registry. Missing, corrupt, truncated, foreign or newer-version files raise a
+one-line ``ValueError`` (``FileNotFoundError`` for a missing path).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+import lesmd
+from lesmd.models.les import LESModel
+from lesmd.models.shortrange import short_range_class
+
+FORMAT = "lesmd-model"
+FORMAT_VERSION = 1
+UNITS = {"energy": "eV", "length": "Å", "charge": "e"}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def default_model_path() -> Path:
+    """Path of the embedded default water model (``lesmd/pretrained/water_les.pt``)."""
+    return Path(__file__).resolve().parents[1] / "pretrained" / "water_les.pt"
+
+
+def build_model(architecture: dict) -> LESModel:
+    """A freshly initialised :class:`LESModel` from an ``architecture`` dict (see :meth:`LESModel.architecture`)."""
+    cls = short_range_class(architecture["short_range_type"])
+    short_range = cls(**architecture["short_range"])
+    return LESModel(
+        short_range, sigma=architecture["sigma"], charge_hidden=architecture["charge_hidden"],
+        use_les=architecture["use_les"], charge_descriptor=architecture.get("charge_descriptor"),
+        les_options=architecture.get("les_options"),
+    )  # fmt: skip
+
+
+def model_to_dict(model: LESModel, provenance: dict | None = None) -> dict:
+    """The plain dict written to a model file."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    dtype = next(iter(state.values())).dtype
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lesmd_version": lesmd.__version__,
+        "units": dict(UNITS),
+        "species": list(model.species),
+        "cutoff": float(model.cutoff),
+        "sigma": float(model.sigma),
+        "reference_energies": {str(z): e for z, e in model.reference_energy_dict().items()},
+        "dtype": str(dtype).replace("torch.", ""),
+        "architecture": model.architecture(),
+        "provenance": dict(provenance or {}),
+        "state_dict": state,
+    }
+
+
+def save_model(model: LESModel, path: str | Path, provenance: dict | None = None) -> Path:
+    """Write ``model`` (weights + metadata + ``provenance``) to ``path`` atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(model_to_dict(model, provenance), tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_model_file(path: str | Path) -> dict:
+    """The validated dict of a model file (safe: no code runs). ValueError names what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises several types; all mean "not loadable"
+        text = str(error)
+        if "Weights only load failed" in text or "Unsupported global" in text or "unpickl" in text.lower():
+            raise ValueError(
+                f"{path} is not a safe lesmd model file: it contains Python objects beyond tensors and plain "
+                "values (refused without running them)"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        raise ValueError(f"{path} is not a readable lesmd model file (corrupt or truncated?): {first}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a lesmd model file (no 'format: {FORMAT}' entry)")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ValueError(
+            f"{path} has model format version {version!r}; this lesmd ({lesmd.__version__}) reads version "
+            f"{FORMAT_VERSION}: upgrade lesmd or re-save the model"
+        )
+    for key in ("architecture", "state_dict", "species"):
+        if key not in data:
+            raise ValueError(f"{path} is an incomplete lesmd model file: missing '{key}'")
+    return data
+
+
+def model_from_dict(data: dict, source: str = "model") -> LESModel:
+    """Rebuild an :class:`LESModel` from the dict of a model file."""
+    try:
+        model = build_model(data["architecture"])
+        model.to(_DTYPES.get(data.get("dtype", "float32"), torch.float32))
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{source}: weights do not match the stored architecture: {first}") from None
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{source}: parameter {name} contains NaN or infinite values")
+    model.provenance = data.get("provenance", {})
+    return model
+
+
+def load_model(
+    path: str | Path | None = None, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+) -> LESModel:
+    """Load a model file safely (``path=None``: the embedded default water model).
+
+    Args:
+        path: model file.
+        dtype: torch.float32 or torch.float64 (default: the stored one).
+        device: torch device.
+
+    Returns:
+        The :class:`LESModel` in eval mode with ``model.provenance`` holding the training provenance.
+    """
+    path = default_model_path() if path is None else Path(path)
+    model = model_from_dict(read_model_file(path), str(path))
+    if dtype is not None:
+        model.to(dtype)
+    return model.to(device).eval()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(math.prod(p.shape) for p in model.parameters() if p.requires_grad)
+
+
+def describe_model(path: str | Path | None = None) -> str:
+    """Human-readable summary of a model file (``None``: the embedded default): species, cutoff, σ, reference
+    energies, architecture, validation metrics and provenance. Reads the file safely."""
+    from ase.data import chemical_symbols
+
+    path = default_model_path() if path is None else Path(path)
+    data = read_model_file(path)
+    arch = data["architecture"]
+    prov = data.get("provenance", {})
+    n_params = sum(v.numel() for k, v in data["state_dict"].items() if v.is_floating_point())
+    refs = ", ".join(f"{chemical_symbols[int(z)]} {e:.6f}" for z, e in data.get("reference_energies", {}).items())
+    lines = [
+        f"model file: {path}",
+        f"format: {data['format']} v{data['format_version']} (lesmd {data.get('lesmd_version')}), "
+        f"dtype {data.get('dtype')}",
+        f"species: {' '.join(chemical_symbols[z] for z in data['species'])}",
+        f"cutoff: {data.get('cutoff')} Å, LES σ: {data.get('sigma')} Å, long range: {arch.get('use_les')}",
+        f"reference energies (eV): {refs}",
+        f"short range: {arch['short_range_type']} {arch['short_range']}",
+        f"weights: {n_params} numbers",
+    ]
+    if prov.get("validation"):
+        v = prov["validation"]
+        parts = [f"{k} {v[k]:.4g}" for k in ("energy_rmse_mev_per_atom", "forces_rmse_mev_per_a") if k in v]
+        lines.append("validation: " + ", ".join(parts))
+    for key in ("training_data", "command", "date", "training_minutes"):
+        if prov.get(key) is not None:
+            lines.append(f"{key}: {prov[key]}")
+    return "\n".join(lines)

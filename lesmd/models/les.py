@@ -1,0 +1,173 @@
+"""The LES model: short-range MLIP + latent charges + Latent Ewald Summation + per-element reference energies.
+
+    E = Σ_i ε_ref(Z_i) + Σ_i ε_sr,i + E_lr(q, r),      q_i = head(features_i) − (Σ_j head_j − Q)/N
+
+E_lr is the Coulomb energy of Gaussian-smeared latent charges (width σ), computed by
+:func:`lesmd.les.ewald.les_energy` for open, slab or 3-D periodic boundaries (Cheng, npj Comput. Mater. 11, 80
+(2025); Kim et al., arXiv:2412.15455). The latent charges are never trained on reference charges; they come out of
+fitting energies and forces (optionally dipoles/BECs).
+
+The short-range part is any module following the interface in :mod:`lesmd.models.shortrange` (the built-in
+:class:`~lesmd.models.shortrange.MomentNetwork`, the :class:`~lesmd.models.shortrange.PairNetwork`, or your own
+registered class). If it returns per-atom ``features`` the charge head reads them; otherwise LESModel builds a small
+:class:`~lesmd.models.shortrange.MomentNetwork` whose features feed the charge head.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lesmd.models.base import AtomisticModel
+from lesmd.models.shortrange import MomentNetwork, mlp
+from lesmd.neighbors import edge_vectors, neighbor_list
+
+
+def _les_energy(charges, positions, cell, pbc, sigma, **kwargs):
+    from lesmd.les.ewald import les_energy
+
+    return les_energy(charges, positions, cell, pbc, sigma, **kwargs)
+
+
+def _apply_total_charge(charges: torch.Tensor, total_charge: float) -> torch.Tensor:
+    from lesmd.les.charges import apply_total_charge
+
+    return apply_total_charge(charges, total_charge)
+
+
+class LESModel(AtomisticModel):
+    """Short-range model + LES long-range term (implements :class:`~lesmd.models.base.AtomisticModel`).
+
+    Args:
+        short_range: a short-range module (interface in :mod:`lesmd.models.shortrange`).
+        sigma: Gaussian width σ of the latent charges, Å.
+        reference_energies: {Z: eV} per-element reference energies (default 0).
+        charge_hidden: hidden widths of the latent-charge MLP head.
+        use_les: include the long-range term (False gives a pure short-range model with zero charges).
+        charge_descriptor: hyper-parameters of the MomentNetwork used for charges when ``short_range`` exposes no
+            features (ignored otherwise).
+        les_options: keyword arguments passed to ``les_energy`` (e.g. accuracy).
+    """
+
+    def __init__(
+        self, short_range: torch.nn.Module, *, sigma: float = 1.0,
+        reference_energies: dict[int, float] | None = None, charge_hidden: tuple[int, ...] | list[int] = (16,),
+        use_les: bool = True, charge_descriptor: dict | None = None, les_options: dict | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.short_range = short_range
+        self.species = [int(z) for z in short_range.species]
+        self.sigma = float(sigma)
+        self.use_les = bool(use_les)
+        self.charge_hidden = [int(h) for h in charge_hidden]
+        self.les_options = dict(les_options or {})
+        lookup = torch.full((119,), -1, dtype=torch.long)
+        lookup[torch.tensor(self.species)] = torch.arange(len(self.species))
+        self.register_buffer("species_index", lookup, persistent=False)
+        ref = torch.zeros(len(self.species))
+        for z, e in (reference_energies or {}).items():
+            if int(z) in self.species:
+                ref[self.species.index(int(z))] = float(e)
+        self.register_buffer("reference_energies", ref)
+        self.charge_descriptor_hparams = None
+        self.charge_features = None
+        n_features = getattr(short_range, "n_features", None)
+        if n_features is None:
+            hp = {"cutoff": 4.0, "n_channels": 8, "l_max": 2, "hidden": []}
+            hp.update(charge_descriptor or {})
+            hp["species"] = self.species
+            self.charge_descriptor_hparams = hp
+            self.charge_features = MomentNetwork(**hp)
+            n_features = self.charge_features.n_features
+        self.charge_head = mlp([n_features, *self.charge_hidden, 1])
+        cutoffs = [float(short_range.cutoff)]
+        if self.charge_features is not None:
+            cutoffs.append(self.charge_features.cutoff)
+        self.cutoff = max(cutoffs)
+
+    def reference_energy_dict(self) -> dict[int, float]:
+        """{Z: eV} per-element reference energies."""
+        return {z: float(e) for z, e in zip(self.species, self.reference_energies.tolist(), strict=True)}
+
+    def species_indices(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers (N,) to species indices, ValueError for unknown elements."""
+        self.check_species(numbers)
+        return self.species_index.to(numbers.device)[numbers]
+
+    def forward(
+        self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        total_charge: float = 0.0,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Energies (eV) and latent charges (e) of one structure; see :class:`AtomisticModel`."""
+        pbc = torch.as_tensor(pbc, dtype=torch.bool)
+        species = self.species_indices(numbers)
+        edges = neighbor_list(positions, cell, pbc, self.cutoff)
+        vectors = edge_vectors(positions, cell, edges)
+        out = self.forward_graph(
+            species, vectors, edges.i, edges.j, positions, cell.unsqueeze(0), pbc.unsqueeze(0),
+            torch.tensor([positions.shape[0]]), [float(total_charge)],
+        )  # fmt: skip
+        return {
+            "energy": out["energy"][0], "energy_sr": out["energy_sr"][0], "energy_lr": out["energy_lr"][0],
+            "charges": out["charges"],
+        }  # fmt: skip
+
+    def _within(self, vectors, i, j, cutoff):
+        if cutoff >= self.cutoff:
+            return vectors, i, j
+        keep = (vectors.detach() ** 2).sum(-1) < cutoff**2
+        return vectors[keep], i[keep], j[keep]
+
+    def forward_graph(
+        self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+        positions: torch.Tensor, cells: torch.Tensor, pbcs: torch.Tensor, counts: torch.Tensor,
+        total_charges: list[float],
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Energies of a batch of B structures concatenated into one graph (used by forward and training).
+
+        Args:
+            species: (N,) species indices of all atoms of all structures.
+            vectors: (E, 3) edge vectors (Å), edges i → j with global atom indices.
+            positions: (N, 3) Å; cells: (B, 3, 3); pbcs: (B, 3) bool; counts: (B,) atoms per structure.
+            total_charges: B total charges, e.
+
+        Returns:
+            "energy", "energy_sr", "energy_lr": (B,) eV; "charges": (N,) e.
+        """
+        n_frames = counts.shape[0]
+        frame = torch.repeat_interleave(torch.arange(n_frames, device=species.device), counts.to(species.device))
+        sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
+        atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
+        energy_sr = vectors.new_zeros(n_frames).index_add(0, frame, atomic)
+        if not self.use_les:
+            zeros = vectors.new_zeros(n_frames)
+            return {"energy": energy_sr, "energy_sr": energy_sr, "energy_lr": zeros,
+                    "charges": vectors.new_zeros(species.shape[0])}  # fmt: skip
+        features = sr.get("features")
+        if features is None:
+            cf = self.charge_features
+            features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
+        raw = self.charge_head(features).squeeze(-1)
+        charges, energy_lr = [], []
+        start = 0
+        for b in range(n_frames):
+            n = int(counts[b])
+            q = _apply_total_charge(raw[start : start + n], total_charges[b])
+            energy_lr.append(
+                _les_energy(q, positions[start : start + n], cells[b], pbcs[b], self.sigma, **self.les_options)
+            )
+            charges.append(q)
+            start += n
+        energy_lr_t = torch.stack(energy_lr).to(energy_sr.dtype)
+        return {
+            "energy": energy_sr + energy_lr_t, "energy_sr": energy_sr, "energy_lr": energy_lr_t,
+            "charges": torch.cat(charges),
+        }  # fmt: skip
+
+    def architecture(self) -> dict:
+        """Plain-Python description from which :func:`lesmd.models.io.build_model` rebuilds this model."""
+        return {
+            "short_range_type": self.short_range.registry_name,
+            "short_range": self.short_range.hyperparameters(),
+            "sigma": self.sigma, "charge_hidden": list(self.charge_hidden), "use_les": self.use_les,
+            "charge_descriptor": self.charge_descriptor_hparams, "les_options": dict(self.les_options),
+        }  # fmt: skip

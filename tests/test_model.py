@@ -1,0 +1,214 @@
+"""The LES model: exact derivatives, symmetries, periodic images, wrapping other short-range models."""
+
+import math
+
+import ase.build
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+from lesmd.models.les import LESModel
+from lesmd.models.shortrange import MomentNetwork, PairNetwork
+
+
+def _perturbed(model: torch.nn.Module, scale: float = 0.1, seed: int = 0) -> torch.nn.Module:
+    """Random non-trivial weights (an untrained model is nearly flat)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    return model
+
+
+def small_water_model(dtype=torch.float64, cutoff=4.0) -> LESModel:
+    torch.manual_seed(0)
+    sr = MomentNetwork([1, 8], cutoff=cutoff, n_channels=6, l_max=3, hidden=[8], avg_neighbors=20.0)
+    model = LESModel(sr, sigma=1.0, reference_energies={1: -1.5, 8: -4.0}, les_options={"accuracy": 1e-9})
+    return _perturbed(model.to(dtype))
+
+
+@pytest.fixture(scope="module")
+def water(shared_data):
+    return ase.io.read(shared_data / "water_rpbe_d3_bec_100.xyz", 0)
+
+
+def _inputs(atoms, dtype=torch.float64):
+    return (
+        torch.tensor(atoms.numbers),
+        torch.tensor(atoms.positions, dtype=dtype),
+        torch.tensor(atoms.cell.array, dtype=dtype),
+        torch.tensor(atoms.pbc),
+    )
+
+
+def _energy(model, numbers, positions, cell, pbc):
+    return model(numbers, positions, cell, pbc)["energy"]
+
+
+def test_forces_equal_minus_energy_gradient_by_finite_differences(water):
+    model = small_water_model()
+    numbers, positions, cell, pbc = _inputs(water)
+    positions.requires_grad_(True)
+    forces = -torch.autograd.grad(_energy(model, numbers, positions, cell, pbc), positions)[0]
+    h = 1e-4
+    for atom, axis in [(0, 0), (5, 1), (130, 2), (191, 0)]:
+        plus, minus = positions.detach().clone(), positions.detach().clone()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        fd = -(_energy(model, numbers, plus, cell, pbc) - _energy(model, numbers, minus, cell, pbc)) / (2 * h)
+        assert float(forces[atom, axis].detach()) == pytest.approx(float(fd), rel=1e-6, abs=1e-8)
+
+
+def test_stress_equals_finite_difference_of_strained_cell_energy(water):
+    model = small_water_model()
+    numbers, positions, cell, pbc = _inputs(water)
+    strain = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+    deform = torch.eye(3, dtype=torch.float64) + strain
+    energy = _energy(model, numbers, positions @ deform, cell @ deform, pbc)
+    volume = float(torch.linalg.det(cell))
+    stress = torch.autograd.grad(energy, strain)[0] / volume  # ASE sign: σ = (1/V) ∂E/∂ε
+    h = 1e-5
+    for a, b in [(0, 0), (1, 1), (0, 2), (2, 1)]:
+        values = []
+        for sign in (1, -1):
+            eps = torch.zeros(3, 3, dtype=torch.float64)
+            eps[a, b] += sign * h
+            d = torch.eye(3, dtype=torch.float64) + eps
+            values.append(_energy(model, numbers, positions @ d, cell @ d, pbc))
+        fd = (values[0] - values[1]) / (2 * h) / volume
+        assert float(stress[a, b]) == pytest.approx(float(fd), rel=1e-5, abs=1e-9)
+    assert torch.allclose(stress, stress.T, atol=1e-10), "stress of a rotation-invariant energy is symmetric"
+
+
+def test_energy_and_charges_invariant_under_rotation_translation_permutation(water):
+    model = small_water_model()
+    numbers, positions, cell, pbc = _inputs(water)
+    reference = model(numbers, positions, cell, pbc)
+    generator = torch.Generator().manual_seed(4)
+    rotation = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=generator))[0]
+    rotated = model(numbers, positions @ rotation.T, cell @ rotation.T, pbc)
+    shifted = model(numbers, positions + torch.tensor([0.3, -1.7, 2.9], dtype=torch.float64), cell, pbc)
+    perm = torch.randperm(len(numbers), generator=generator)
+    permuted = model(numbers[perm], positions[perm], cell, pbc)
+    for other in (rotated, shifted):
+        assert float(other["energy"]) == pytest.approx(float(reference["energy"]), rel=1e-10)
+        assert torch.allclose(other["charges"], reference["charges"], atol=1e-10)
+    assert float(permuted["energy"]) == pytest.approx(float(reference["energy"]), rel=1e-10)
+    assert torch.allclose(permuted["charges"], reference["charges"][perm], atol=1e-10)
+
+
+def test_replicated_cell_gives_proportional_energy_and_same_charges(water):
+    model = small_water_model()
+    one = model(*_inputs(water))
+    big = water.repeat((2, 1, 2))
+    four = model(*_inputs(big))
+    assert float(four["energy_sr"]) == pytest.approx(4 * float(one["energy_sr"]), rel=1e-10)
+    assert float(four["energy_lr"]) == pytest.approx(4 * float(one["energy_lr"]), rel=1e-6)
+    assert torch.allclose(four["charges"][: len(water)], one["charges"], atol=1e-10)
+
+
+def test_open_boundary_molecule_with_zero_cell_matches_a_huge_periodic_box():
+    molecule = ase.build.molecule("H2O")
+    model = small_water_model()
+    numbers, positions, _, _ = _inputs(molecule)
+    open_result = model(numbers, positions, torch.zeros(3, 3, dtype=torch.float64), torch.tensor([False] * 3))
+    box = torch.eye(3, dtype=torch.float64) * 60.0
+    periodic = model(numbers, positions + 30.0, box, torch.tensor([True] * 3))
+    assert float(open_result["energy_sr"]) == pytest.approx(float(periodic["energy_sr"]), rel=1e-12)
+    assert float(open_result["energy_lr"]) == pytest.approx(float(periodic["energy_lr"]), rel=1e-4, abs=1e-7)
+    assert float(open_result["charges"].sum()) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_total_charge_is_imposed_on_latent_charges():
+    molecule = ase.build.molecule("H2O")
+    model = small_water_model()
+    numbers, positions, _, _ = _inputs(molecule)
+    out = model(numbers, positions, torch.zeros(3, 3, dtype=torch.float64), torch.tensor([False] * 3), -1.0)
+    assert float(out["charges"].sum()) == pytest.approx(-1.0, abs=1e-12)
+    assert float(out["energy"]) == pytest.approx(float(out["energy_sr"] + out["energy_lr"]), rel=1e-12)
+
+
+def test_unknown_element_is_named_in_the_error():
+    model = small_water_model()
+    atoms = ase.build.molecule("CH4")
+    with pytest.raises(ValueError, match=r"unknown element C \(Z=6\)"):
+        model(*_inputs(atoms))
+
+
+def test_float32_model_agrees_with_float64(water):
+    model64 = small_water_model()
+    model32 = small_water_model().to(torch.float32)
+    e64 = model64(*_inputs(water))["energy"]
+    e32 = model32(*_inputs(water, torch.float32))["energy"]
+    assert e32.dtype == torch.float32
+    assert float(e32) == pytest.approx(float(e64), rel=1e-5)
+
+
+def test_short_range_part_is_local_within_the_cutoff():
+    """Moving an atom that is farther than the cutoff from every atom of a cluster leaves the cluster's
+    short-range atomic energies unchanged (locality), while the long-range term still couples them."""
+    model = small_water_model(cutoff=3.0)
+    a = ase.build.molecule("H2O")
+    b = ase.build.molecule("H2O")
+    b.translate([7.0, 0, 0])
+    pair = a + b
+    numbers, positions, _, _ = _inputs(pair)
+    zero, open_ = torch.zeros(3, 3, dtype=torch.float64), torch.tensor([False] * 3)
+    e1 = model(numbers, positions, zero, open_)
+    moved = positions.clone()
+    moved[3:] += torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+    e2 = model(numbers, moved, zero, open_)
+    assert float(e1["energy_sr"]) == pytest.approx(float(e2["energy_sr"]), rel=1e-12)
+    assert float(e1["energy_lr"]) != pytest.approx(float(e2["energy_lr"]), rel=1e-6)
+
+
+def test_wrapped_pair_network_gives_exact_forces_and_its_own_charge_features():
+    """A second, different short-range model plugs into LESModel through the documented interface."""
+    torch.manual_seed(1)
+    model = _perturbed(LESModel(PairNetwork([1, 8], cutoff=3.5), charge_descriptor={"cutoff": 3.0}).double())
+    assert model.charge_features is not None and model.cutoff == 3.5
+    molecule = ase.build.molecule("H2O") + ase.build.molecule("H2O")
+    molecule.positions[3:] += [2.6, 0.3, 0.1]
+    numbers, positions, _, _ = _inputs(molecule)
+    cell, pbc = torch.zeros(3, 3, dtype=torch.float64), torch.tensor([False] * 3)
+    positions.requires_grad_(True)
+    out = model(numbers, positions, cell, pbc)
+    assert abs(float(out["energy_lr"])) > 0 and float(out["charges"].abs().max()) > 0
+    forces = -torch.autograd.grad(out["energy"], positions)[0]
+    h = 1e-5
+    for atom, axis in [(0, 0), (4, 2)]:
+        plus, minus = positions.detach().clone(), positions.detach().clone()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        fd = -(_energy(model, numbers, plus, cell, pbc) - _energy(model, numbers, minus, cell, pbc)) / (2 * h)
+        assert float(forces[atom, axis]) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+    # pair potential: two far-apart dimers have exactly additive short-range energy
+    far = positions.detach().clone()
+    far[3:] += 20.0
+    e_far = model(numbers, far, cell, pbc)["energy_sr"]
+    e_a = model(numbers[:3], far[:3], cell, pbc)["energy_sr"]
+    e_b = model(numbers[3:], far[3:], cell, pbc)["energy_sr"]
+    assert float(e_far) == pytest.approx(float(e_a + e_b), rel=1e-12)
+
+
+def test_model_without_les_term_has_zero_long_range_energy(water):
+    model = small_water_model()
+    model.use_les = False
+    out = model(*_inputs(water))
+    assert float(out["energy_lr"]) == 0.0 and float(out["charges"].abs().sum()) == 0.0
+    assert math.isfinite(float(out["energy"]))
+
+
+def test_moment_invariants_are_full_tensor_contractions():
+    """The stored angular components are weighted so that dot products are (u·v)^L for L = 0..3."""
+    from lesmd.models.descriptors import angular_components
+
+    generator = torch.Generator().manual_seed(5)
+    u = torch.nn.functional.normalize(torch.randn(7, 3, dtype=torch.float64, generator=generator), dim=1)
+    v = torch.nn.functional.normalize(torch.randn(7, 3, dtype=torch.float64, generator=generator), dim=1)
+    yu, yv = angular_components(u, 3), angular_components(v, 3)
+    cos = (u * v).sum(1)
+    for L, (a, b) in enumerate([(0, 1), (1, 4), (4, 10), (10, 20)]):
+        assert torch.allclose((yu[:, a:b] * yv[:, a:b]).sum(1), cos**L, atol=1e-14)
+    assert np.isclose(float(yu[0, 10:20].norm()), 1.0)
