@@ -22,6 +22,7 @@ Then M = Σ_i q_i u_i does not jump by q·L when atoms cross the cell. With Born
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import re
@@ -348,8 +349,8 @@ def read_ipi_extras(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]
     """Read an i-PI extras file: (steps (F,), {name: (F, ...) float64 array}) in the units of the driver.
 
     Handles `extra_type="dipole"`/`"BEC"`/`"dipole,BEC"` blocks (one header `#EXTRAS(<type>)# Step: n` then
-    numeric rows) and `extra_type="raw"` (a JSON dictionary per frame). For stacked types the columns are
-    returned under the joint name.
+    numeric rows) and `extra_type="raw"` (i-PI's whole extras dictionary per frame, one value per bead: the bead
+    of the file name suffix `_<bead>` is taken). For stacked types the columns are returned under the joint name.
     """
     steps, blocks, names = [], [], None
     current: list[str] | None = None
@@ -367,13 +368,33 @@ def read_ipi_extras(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]
                 current.append(line)
     if not blocks:
         raise ValueError(f"{path}: no i-PI extras frames (#EXTRAS headers) found")
-    if names == "raw":
-        data = [json.loads("".join(b)) for b in blocks]
-        keys = [k for k, v in data[0].items() if isinstance(v, (list, float, int))]
-        out = {k: np.array([d[k] for d in data], dtype=np.float64) for k in keys}
+    if names == "raw":  # str() of i-PI's extras dict: {key: [value of bead 0, bead 1, ...], "raw": [...]}
+        bead = re.search(r"_(\d+)$", Path(path).name)
+        bead = int(bead.group(1)) if bead else 0
+        data = [_literal("".join(b), path) for b in blocks]
+        keys = [k for k, v in data[0].items() if k != "raw" and _numeric(v)]
+        out = {k: np.array([np.asarray(d[k], dtype=np.float64)[bead] for d in data]) for k in keys}
     else:
         out = {names: np.array([np.loadtxt(b, ndmin=2) for b in blocks], dtype=np.float64)}
     return np.array(steps), out
+
+
+def _literal(text: str, path) -> dict:
+    """A dict written by i-PI as JSON or as Python's str() of a dict."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{path}: cannot parse a raw i-PI extras frame") from None
+
+
+def _numeric(value) -> bool:
+    try:
+        return np.asarray(value, dtype=np.float64).size > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _extras_arrays(extras: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -539,7 +560,7 @@ def _model_dipoles(chunk: FrameChunk, unwrapped: np.ndarray, model) -> np.ndarra
     """M for each frame from a callable dipole_fn(atoms) → (3,) or an object with `compute(...)["dipole"]`."""
     out = np.empty((len(chunk), 3))
     for k in range(len(chunk)):
-        cell = chunk.cells[k] if chunk.cells is not None else np.zeros((3, 3))
+        cell = np.array(chunk.cells[k]) if chunk.cells is not None else np.zeros((3, 3))
         if hasattr(model, "compute"):
             res = model.compute(chunk.numbers, unwrapped[k], cell, chunk.pbc, ["dipole"])
             out[k] = np.asarray(res["dipole"], dtype=np.float64).reshape(3)

@@ -206,6 +206,8 @@ XML = """<simulation verbosity="quiet" safe_stride="100000">
     <trajectory filename="vel" stride="1" format="xyz"> velocities </trajectory>
     <trajectory filename="dip" stride="1" extra_type="dipole"> extras </trajectory>
     <trajectory filename="bec" stride="1" extra_type="BEC"> extras </trajectory>
+    <trajectory filename="raw" stride="1"> extras </trajectory>
+    <trajectory filename="posau" stride="1" format="xyz"> positions </trajectory>
   </output>
   <total_steps>300</total_steps>
   <prng><seed>31415</seed></prng>
@@ -262,6 +264,44 @@ def test_ipi_bec_times_velocities_equals_time_derivative_of_extras_dipole(ipi_ru
     mdot = bec.dipole_derivative[1:-1]
     assert np.max(np.abs(central - mdot)) < 0.02 * np.max(np.abs(mdot))
     assert 300 < bec.kinetic_temperature_K < 1200  # thermal velocities at 600 K in Å/fs, converted from a.u.
+
+
+def test_ipi_raw_json_extras_and_atomic_unit_positions_read_the_same(ipi_run):
+    run, _ = ipi_run
+    typed = trajectory.dipole_series(trajectory.iter_ipi(run / "sim.pos_0.xyz", extras=[run / "sim.dip_0"]))
+    raw = trajectory.dipole_series(trajectory.iter_ipi(run / "sim.posau_0.xyz", extras=[run / "sim.raw_0"]))
+    assert np.allclose(raw.dipoles, typed.dipoles, rtol=1e-6, atol=1e-6)
+    assert np.allclose(raw.volumes, typed.volumes, rtol=1e-5)  # cell written in Bohr, converted to Å
+    steps, data = trajectory.read_ipi_extras(run / "sim.raw_0")
+    _, typed_bec = trajectory.read_ipi_extras(run / "sim.bec_0")
+    assert np.allclose(data["BEC"], typed_bec["BEC"], atol=1e-5) and steps[0] == 0
+    # positions written in atomic units (Bohr) and in Å give the same charge-free geometry
+    au = np.concatenate([c.positions for c in trajectory.iter_ipi(run / "sim.posau_0.xyz")])
+    ang = np.concatenate([c.positions for c in trajectory.iter_ipi(run / "sim.pos_0.xyz")])
+    assert np.allclose(au, ang, atol=1e-4)
+
+
+def test_spectrum_command_reads_ipi_extras_dipoles(ipi_run, tmp_path):
+    run, _ = ipi_run
+    args = _args(run / "sim.dip_0", tmp_path, "--timestep", "0.5", "--temperature", "600", "--volume", "512")
+    assert spectra.run_cli(args) == 0
+    summary = json.loads((tmp_path / "dielectric.json").read_text())
+    assert summary["dipole_source"] == "stored" and summary["n_frames"] == 301
+    args = _args(
+        run / "sim.pos_0.xyz",
+        tmp_path / "bec",
+        "--velocities",
+        str(run / "sim.vel_0.xyz"),
+        "--extras",
+        str(run / "sim.bec_0"),
+        "--timestep",
+        "0.5",
+        "--no-plots",
+    )
+    assert spectra.run_cli(args) == 0
+    summary = json.loads((tmp_path / "bec" / "dielectric.json").read_text())
+    assert summary["dipole_source"] == "bec" and 300 < summary["temperature_K"] < 1200
+    assert summary["volume_A3"] == pytest.approx(512.0, rel=1e-5)
 
 
 def test_ipi_extras_with_mismatched_frames_are_rejected(ipi_run, tmp_path):
@@ -326,7 +366,8 @@ def test_spectrum_command_line_runs_and_reports_bad_input_in_one_line(water_traj
     cmd = [
         sys.executable,
         "-m",
-        "lesmd.spectra_cli",
+        "lesmd.cli",
+        "spectrum",
         str(path),
         "--out",
         str(tmp_path),
