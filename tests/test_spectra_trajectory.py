@@ -120,6 +120,29 @@ def test_extxyz_charges_and_stored_dipoles_give_the_itinerant_dipole(tmp_path):
     assert np.allclose(from_charges.dipoles - from_charges.dipoles[0], truth - truth[0], atol=1e-6)
 
 
+def test_fast_traj_reader_matches_the_ase_atoms_reader(tmp_path):
+    """.traj frames read from the file backend equal those from ase.io.iread (all fields, incl. results)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(8)
+    with ase.io.Trajectory(tmp_path / "t.traj", "w") as out:
+        for _ in range(12):
+            atoms = Atoms("OH2OH2", positions=rng.random((6, 3)) * 5, cell=[6, 6, 7], pbc=True,
+                          charges=[-0.8, 0.4, 0.4, -0.8, 0.4, 0.4])  # fmt: skip
+            atoms.set_velocities(rng.normal(size=(6, 3)) * 0.01)
+            atoms.calc = SinglePointCalculator(atoms, energy=0.0, dipole=rng.normal(size=3),
+                                               charges=rng.normal(size=6))  # fmt: skip
+            out.write(atoms)
+    fast = list(trajectory.iter_ase(tmp_path / "t.traj", chunk=5))
+    slow = list(trajectory.iter_ase(tmp_path / "t.traj", chunk=5, index="0:"))
+    assert len(fast) == len(slow) == 3
+    for a, b in zip(fast, slow, strict=True):
+        for name in ("numbers", "positions", "cells", "pbc", "velocities", "dipoles", "charges"):
+            va, vb = getattr(a, name), getattr(b, name)
+            assert va is not None and np.allclose(va, vb, rtol=1e-12, atol=0), name
+        assert a.bec is None and b.bec is None
+
+
 def test_bec_times_velocity_gives_the_dipole_derivative(tmp_path):
     """Ṁ = Σ Z*·v with Z* read as [atom, dipole α, displacement β]: a non-symmetric Z* checks the index order."""
     rng = np.random.default_rng(5)
