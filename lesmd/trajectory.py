@@ -372,11 +372,14 @@ def _iter_ipi_xyz(path: str | Path, chunk: int) -> Iterator[tuple[np.ndarray, np
                 factors = _ipi_factors(comments[0])
             _, factor, cell_factor = factors
             tokens = " ".join(frames[:, 2:].ravel()).split()
-            table = np.array(tokens, dtype=object).reshape(len(frames), natoms, 4)
-            values = table[:, :, 1:].astype(np.float64) * factor
+            if len(tokens) != 4 * natoms * len(frames):
+                raise ValueError(f"{path}: expected 'name x y z' on every atom line")
+            names = tokens[: 4 * natoms : 4]
+            del tokens[::4]  # keep the numbers only
+            values = np.array(tokens, dtype=np.float64).reshape(len(frames), natoms, 3) * factor
             cells = np.stack([_ipi_cell(c) for c in comments]) * cell_factor
             steps = np.array([int(m.group(1)) if (m := _STEP_RE.search(c)) else -1 for c in comments])
-            yield values, cells, steps, list(table[0, :, 0])
+            yield values, cells, steps, names
 
 
 def read_ipi_extras(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
