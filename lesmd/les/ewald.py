@@ -23,13 +23,13 @@ from collections.abc import Sequence
 
 import torch
 
-from lesmd.les import kspace, realspace
+from lesmd.les import kspace, mesh, realspace
 from lesmd.les.potentials import background_energy, gaussian_self_energy, reciprocal_self_energy
-from lesmd.les.tuning import EwaldParameters, direct_parameters
+from lesmd.les.tuning import EwaldParameters, choose_parameters
 from lesmd.units import COULOMB
 
 Pbc = bool | Sequence[bool] | torch.Tensor
-_METHODS = ("auto", "direct")
+_METHODS = ("auto", "direct", "mesh")
 
 
 def les_energy(
@@ -152,7 +152,12 @@ def coulomb_matrix(
 def _periodic_energy(
     q: torch.Tensor, pos: torch.Tensor, box: torch.Tensor, widths2: torch.Tensor, params: EwaldParameters
 ) -> torch.Tensor:
-    energy = kspace.kspace_energy(q, pos, box, widths2, params.split2, params.k_on, params.k_cut)
+    if params.method == "mesh":
+        energy = mesh.mesh_energy(
+            q, pos, box, widths2, params.split2, params.k_on, params.k_cut, params.mesh_spacing, params.order
+        )
+    else:
+        energy = kspace.kspace_energy(q, pos, box, widths2, params.split2, params.k_on, params.k_cut)
     energy = energy - reciprocal_self_energy(q, widths2, params.split2)
     energy = energy + realspace.realspace_energy(q, pos, box, widths2, params.split2, params.r_cut)
     volume = torch.linalg.det(box).abs()
@@ -163,7 +168,7 @@ def _choose(system: tuple, accuracy: float, method: str) -> EwaldParameters:
     q, pos, box, widths2, _ = system
     w2 = widths2.detach()
     volume = float(torch.linalg.det(box.detach()).abs())
-    return direct_parameters(float(w2.min()), float(w2.max()), volume, pos.shape[0], accuracy)
+    return choose_parameters(float(w2.min()), float(w2.max()), volume, pos.shape[0], accuracy, method)
 
 
 def _prepare(

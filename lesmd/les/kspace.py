@@ -47,10 +47,10 @@ def half_space_kvectors(cell: torch.Tensor, k_cut: float) -> torch.Tensor:
 
 
 def smooth_window(k2: torch.Tensor, k_on: float, k_cut: float) -> torch.Tensor:
-    """C² window of k: 1 below ``k_on``, smootherstep to 0 at ``k_cut`` (dimensionless)."""
+    """C² window: 1 for |k| ≤ ``k_on``, smootherstep in k² down to 0 at |k| = ``k_cut`` (dimensionless)."""
     if k_cut <= k_on:
         return torch.ones_like(k2)
-    t = ((torch.sqrt(k2) - k_on) / (k_cut - k_on)).clamp(0.0, 1.0)
+    t = ((k2 - k_on * k_on) / (k_cut * k_cut - k_on * k_on)).clamp(0.0, 1.0)
     return 1.0 - t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 
 

@@ -1,0 +1,250 @@
+"""How it is summed (3): smooth particle-mesh Ewald (SPME), O(N log N).
+
+Essmann, Perera, Berkowitz, Darden, Lee, Pedersen, J. Chem. Phys. 103, 8577 (1995). Charges are spread on a
+regular K1×K2×K3 mesh over the (triclinic) cell with cardinal B-splines M_p of order p in scaled fractional
+coordinates u_d = K_d (r · a*_d); the structure factor is S(m) ≈ b1(m1) b2(m2) b3(m3) FFT[Q](m), with the
+Euler exponential-spline factors |b_d(m)|² = 1 / |Σ_{j=0}^{p−2} M_p(j+1) e^(2πi m j/K_d)|². The energy is
+
+    E_recip = (1/(2Vε0)) Σ_{m≠0} e^(−k²a²)/k² · e^(−k² s²) · window(k) · B(m) |FFT[Q](m)|²,  k = Σ_d m_d b_d
+
+(rfftn: half the modes, counted twice). Charges of different widths s are spread on separate meshes (one per
+distinct width) and combined in Fourier space. Everything is plain torch, so autograd gives forces and the cell
+derivative (stress) of the discrete mesh energy exactly.
+
+Self-aliasing correction: the mesh energy of a lone charge deviates from the exact reciprocal self term by an
+amount that depends only weakly on where the charge sits between mesh points, and this offset (∝ Σ q_i²)
+dominates the mesh error. Its average over positions is exact and cheap: with w_d(m, t) = Σ_j M_p(t+j) e^(2πi m j/K),
+⟨Π_d |w_d|²⟩ = Π_d ⟨|w_d|²⟩_t (t uniform in [0,1), Gauss–Legendre quadrature is exact for these polynomials), so
+
+    E_mesh,corrected = E_mesh − Σ_groups Q2_g Σ_m G(m) e^(−k² s_g²) (B(m) Π_d ⟨|w_d(m)|²⟩ − 1),
+
+G(m) = e^(−k²a²) window(k) / (2Vε0 k²) being the exact reciprocal weight of mode m,
+
+Q2_g = Σ_{i in group} q_i². This lowers the mesh error by one to two orders of magnitude at no cost
+(the same idea as the self-force/energy corrections of Ballenegger, Cerdà, Holm, JCTC 8, 936 (2012)).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from lesmd.les.kspace import reciprocal_cell, smooth_window
+from lesmd.les.potentials import fourier_prefactor
+from lesmd.units import EPSILON0
+
+
+def fft_size(minimum: int) -> int:
+    """Smallest integer ≥ ``minimum`` whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    n = max(int(minimum), 1)
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def mesh_shape(cell: torch.Tensor, spacing: float, order: int) -> tuple[int, int, int]:
+    """Mesh points per lattice direction: K_d ≥ (plane spacing count) |a_d|-independent, from the k-range.
+
+    K_d is chosen so that the mesh resolves wave numbers up to π/``spacing`` along every reciprocal direction:
+    K_d ≥ |a_d| / spacing... measured via reciprocal-plane spacing 2π/|b_d|, and at least 2·order.
+    """
+    recip = reciprocal_cell(cell.detach())
+    plane_spacing = 2.0 * math.pi / torch.linalg.norm(recip, dim=1)
+    return tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in plane_spacing)
+
+
+def bspline_weights(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cardinal B-spline weights M_p(t + j), j = 0..p−1, for scaled coordinates u = floor(u) + t.
+
+    Args:
+        u: (...) scaled fractional coordinates.
+    Returns:
+        base index floor(u) (long, (...)) and weights (..., p) for mesh points floor(u) − j (differentiable).
+    """
+    base = torch.floor(u.detach())
+    t = u - base
+    weights = torch.stack([1.0 - t, t], dim=-1)[..., [1, 0]]  # M_2(t) = t, M_2(t+1) = 1 − t
+    for n in range(3, order + 1):
+        j = torch.arange(n, dtype=u.dtype, device=u.device)
+        x = t[..., None] + j
+        zero = torch.zeros_like(t)[..., None]
+        left = torch.cat([weights, zero], dim=-1)  # M_{n−1}(t+j)
+        right = torch.cat([zero, weights], dim=-1)  # M_{n−1}(t+j−1)
+        weights = (x * left + (n - x) * right) / (n - 1)
+    return base.long(), weights
+
+
+def euler_factor(size: int, order: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """|b(m)|² for m in FFT order (length ``size``): the SPME exponential-spline correction (dimensionless)."""
+    t = torch.zeros((), dtype=torch.float64)
+    _, m_p = bspline_weights(t[None], order)  # M_p(j), j = 0..p−1 (M_p(0) = 0)
+    values = m_p[0]
+    m = torch.arange(size, dtype=torch.float64)
+    j = torch.arange(order, dtype=torch.float64)
+    angle = 2.0 * math.pi * m[:, None] * (j[None, :] - 1.0) / size  # Σ_j M_p(j) e^(2πi m (j−1)/K)
+    re = (values * torch.cos(angle)).sum(-1)
+    im = (values * torch.sin(angle)).sum(-1)
+    return (1.0 / (re * re + im * im)).to(dtype=dtype, device=device)
+
+
+@lru_cache(maxsize=32)
+def _half_mesh_factors(shape: tuple[int, int, int], order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """B(m) and B(m) Π_d ⟨|w_d(m)|²⟩ − 1 on the rfft half mesh (float64, cell independent)."""
+    half = shape[2] // 2 + 1
+    euler = [euler_factor(shape[d], order, torch.float64, torch.device("cpu")) for d in range(3)]
+    b = euler[0][:, None, None] * euler[1][None, :, None] * euler[2][None, None, :half]
+    nodes, quad = np.polynomial.legendre.leggauss(order + 1)
+    t = torch.tensor((nodes + 1.0) / 2.0, dtype=torch.float64)
+    quad = torch.tensor(quad / 2.0, dtype=torch.float64)
+    _, w = bspline_weights(t, order)  # (T, p)
+    mean = []
+    for d in range(3):
+        angle = 2.0 * math.pi * torch.arange(shape[d], dtype=torch.float64)[:, None] * torch.arange(order) / shape[d]
+        re, im = w @ torch.cos(angle).T, w @ torch.sin(angle).T  # (T, K)
+        mean.append(((re * re + im * im) * quad[:, None]).sum(0))
+    average = mean[0][:, None, None] * mean[1][None, :, None] * mean[2][None, None, :half]
+    return b, b * average - 1.0
+
+
+def bspline_derivatives(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Base index, weights M_p(t+j) and their derivatives d/du M_p(t+j) = M_{p−1}(t+j) − M_{p−1}(t+j−1)."""
+    base, w = bspline_weights(u, order)
+    _, lower = bspline_weights(u, order - 1)
+    zero = torch.zeros_like(lower[..., :1])
+    dw = torch.cat([lower, zero], dim=-1) - torch.cat([zero, lower], dim=-1)
+    return base, w, dw
+
+
+def _flat_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
+    """(N·p³,) int32 flat mesh indices of the points floor(u) − j (periodic wrap), in spread's value layout."""
+    offsets = torch.arange(order, device=base.device)
+    idx = [((base[:, d, None] - offsets) % shape[d]).int() for d in range(3)]
+    plane = (idx[0][:, :, None] * shape[1] + idx[1][:, None, :]) * shape[2]
+    return (plane[:, :, :, None] + idx[2][:, None, None, :]).reshape(-1)
+
+
+class _Spread(torch.autograd.Function):
+    """Q = Σ_i q_i Π_d M_p(u_id − k_d) with a hand-written, separable backward (gather + small contractions).
+
+    The backward uses only differentiable torch operations on (charges, u, grad), so double backward (forces
+    in a training loss) works.
+    """
+
+    @staticmethod
+    def forward(ctx, charges, u, shape, order):  # noqa: D102
+        base, w = bspline_weights(u, order)
+        flat = _flat_indices(base, shape, order)
+        qw = (charges[:, None] * w[:, 0])[:, :, None] * w[:, 1, None, :]
+        values = qw[:, :, :, None] * w[:, 2, None, None, :]
+        mesh = charges.new_zeros(shape[0] * shape[1] * shape[2]).index_add_(0, flat, values.reshape(-1))
+        ctx.save_for_backward(charges, u)
+        ctx.flat, ctx.shape, ctx.order = flat, shape, order
+        return mesh.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad_mesh):  # noqa: D102
+        charges, u = ctx.saved_tensors
+        p = ctx.order
+        _, w, dw = bspline_derivatives(u, p)
+        g = grad_mesh.reshape(-1).index_select(0, ctx.flat).reshape(-1, p * p, p)
+        g_c = torch.bmm(g, torch.stack([w[:, 2], dw[:, 2]], dim=-1)).reshape(-1, p, p, 2)  # contract k3
+        g_bc = torch.bmm(g_c[..., 0], torch.stack([w[:, 1], dw[:, 1]], dim=-1))  # (N, p, 2): contract k2
+        g_b_dc = torch.bmm(g_c[..., 1], w[:, 1, :, None])[..., 0]  # (N, p)
+        grad_q = (g_bc[..., 0] * w[:, 0]).sum(-1)
+        grad_u = torch.stack(
+            [(g_bc[..., 0] * dw[:, 0]).sum(-1), (g_bc[..., 1] * w[:, 0]).sum(-1), (g_b_dc * w[:, 0]).sum(-1)],
+            dim=-1,
+        )
+        return grad_q, grad_u * charges[:, None], None, None
+
+
+def spread(
+    charges: torch.Tensor, positions: torch.Tensor, inverse_cell: torch.Tensor, shape: tuple[int, int, int], order: int
+) -> torch.Tensor:
+    """Charge mesh Q (K1,K2,K3) in e: Σ_i q_i Π_d M_p(u_id − k_d) with u = K · fractional coordinates.
+
+    Atoms are visited in mesh order (sorted by their base mesh point) so that scatter and gather stay local.
+    """
+    sizes = torch.tensor(shape, dtype=positions.dtype, device=positions.device)
+    u = (positions @ inverse_cell) * sizes
+    with torch.no_grad():
+        cells = torch.floor(u).long() % torch.tensor(shape, device=u.device)
+        order_key = (cells[:, 0] * shape[1] + cells[:, 1]) * shape[2] + cells[:, 2]
+        perm = torch.argsort(order_key)
+    return _Spread.apply(charges[perm], u[perm], shape, order)
+
+
+@lru_cache(maxsize=32)
+def _cached_factors(
+    shape: tuple[int, int, int], order: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """B·mult, aliasing factor (both on the half mesh) and the integer mode numbers m_d, in dtype/device."""
+    b, aliasing = _half_mesh_factors(shape, order)
+    half = shape[2] // 2 + 1
+    mult = torch.full((half,), 2.0, dtype=torch.float64)
+    mult[0] = 1.0
+    if shape[2] % 2 == 0:
+        mult[-1] = 1.0
+    m = [torch.fft.fftfreq(shape[d], 1.0 / shape[d], dtype=dtype, device=device) for d in range(2)]
+    m.append(torch.fft.rfftfreq(shape[2], 1.0 / shape[2], dtype=dtype, device=device))
+    return (b * mult).to(dtype=dtype, device=device), (aliasing * mult).to(dtype=dtype, device=device), m
+
+
+def _mode_k2(cell: torch.Tensor, m: list[torch.Tensor]) -> torch.Tensor:
+    """|k|² on the half mesh, k = Σ_d m_d b_d, as a quadratic form in m (differentiable w.r.t. the cell)."""
+    recip = reciprocal_cell(cell)
+    metric = recip @ recip.T
+    m0, m1, m2 = m[0][:, None, None], m[1][None, :, None], m[2][None, None, :]
+    k2 = metric[0, 0] * m0 * m0 + metric[1, 1] * m1 * m1 + (2.0 * metric[0, 1]) * m0 * m1
+    return k2 + m2 * (metric[2, 2] * m2 + (2.0 * metric[0, 2]) * m0 + (2.0 * metric[1, 2]) * m1)
+
+
+def mesh_energy(
+    charges: torch.Tensor,
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    widths2: torch.Tensor,
+    split2: float,
+    k_on: float,
+    k_cut: float,
+    spacing: float,
+    order: int,
+) -> torch.Tensor:
+    """Reciprocal-space energy on the mesh in eV, self term included (the same quantity as kspace_energy).
+
+    Args:
+        charges (N,) e, positions (N,3) Å, cell (3,3) rows = lattice vectors Å, widths2 (N,) Å²,
+        split2 a² Å², window k_on/k_cut Å⁻¹, mesh ``spacing`` Å, B-spline ``order``.
+    """
+    shape = mesh_shape(cell, spacing, order)
+    b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
+    k2 = _mode_k2(cell, m)
+    k2_safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
+    volume = torch.linalg.det(cell).abs()
+    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / (2.0 * volume * EPSILON0)
+    kernel = torch.where(k2 > 0, kernel, torch.zeros_like(kernel))  # G(m) without B(m): the exact weights
+    inverse = torch.linalg.inv(cell)
+    groups = torch.unique(widths2.detach())
+    if groups.numel() == 1:  # one width: fold the form factor into the kernel
+        kernel = kernel * torch.exp(-k2 * groups[0])
+        structure = torch.fft.rfftn(spread(charges, positions, inverse, shape, order))
+        power = torch.view_as_real(structure).square().sum(-1)
+        correction = (charges * charges).sum() * (kernel * aliasing).sum()
+        return (kernel * b_mult * power).sum() - correction
+    structure, correction = None, positions.new_zeros(())
+    for width2 in groups:
+        select = widths2 == width2
+        form = torch.exp(-0.5 * k2 * width2)
+        part = torch.fft.rfftn(spread(charges[select], positions[select], inverse, shape, order)) * form
+        structure = part if structure is None else structure + part
+        correction = correction + (charges[select] ** 2).sum() * (kernel * form * form * aliasing).sum()
+    power = torch.view_as_real(structure).square().sum(-1)
+    return (kernel * b_mult * power).sum() - correction
