@@ -21,7 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tqdm.auto  # noqa: E402, F401  (imported before timing: a one-off cost)
+import ipi.utils.io.io_units  # noqa: E402, F401  (one-off import costs kept out of the timings)
+import ipi.utils.mathtools  # noqa: E402, F401
+import tqdm.auto  # noqa: E402, F401
 
 from lesmd import spectra, trajectory  # noqa: E402
 from lesmd.units import BOHR  # noqa: E402

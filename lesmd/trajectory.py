@@ -412,7 +412,11 @@ def read_ipi_extras(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]
         keys = [k for k, v in data[0].items() if k != "raw" and _numeric(v)]
         out = {k: np.array([np.asarray(d[k], dtype=np.float64)[bead] for d in data]) for k in keys}
     else:
-        out = {names: np.array([np.loadtxt(b, ndmin=2) for b in blocks], dtype=np.float64)}
+        rows = {len(b) for b in blocks}
+        if len(rows) != 1:
+            raise ValueError(f"{path}: extras frames have different numbers of rows {sorted(rows)}")
+        flat = np.loadtxt([line for b in blocks for line in b], ndmin=2)  # one parse for all frames
+        out = {names: flat.reshape(len(blocks), rows.pop(), flat.shape[1])}
     return np.array(steps), out
 
 
