@@ -46,6 +46,7 @@ __all__ = [
     "correlation_time",
     "dielectric_spectrum",
     "find_peaks",
+    "harmonic_quantum_correction",
     "ir_spectrum",
     "lag_window",
     "run_cli",

@@ -194,6 +194,28 @@ def write_outputs(res: dict, series: trajectory.DipoleSeries, out: Path, plots: 
         spectra_plots.plot_epsilon_omega(omega, out / "epsilon_omega.png")
 
 
+def analyse_file(trajectory_path, out=None, **options) -> dict:
+    """Notebook entry: the `lesmd spectrum` analysis of a file, options named as the CLI's (underscores).
+
+    Example: ``res = analyse_file("nve.traj", timestep=2.0, epsilon_inf=1.78)``; ``res["ir"]`` is a
+    :class:`~lesmd.spectra.SpectrumResult`, ``res["static"]`` a :class:`~lesmd.spectra.DielectricResult`,
+    ``res["omega"]`` a :class:`~lesmd.spectra.DielectricSpectrum`, ``res["series"]`` the dipole series.
+    With ``out`` the files and plots are written there too.
+    """
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([str(trajectory_path), "--out", str(out or "."), "--no-progress"])
+    for key, value in options.items():
+        if not hasattr(args, key):
+            raise TypeError(f"unknown option {key!r}")
+        setattr(args, key, value)
+    series = read_series(args)
+    res = analyse(series, args)
+    if out is not None:
+        write_outputs(res, series, Path(out), plots=not args.no_plots)
+    return {**res, "series": series}
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `lesmd spectrum`; returns 0. Bad input raises a one-line ValueError (the `lesmd` command
     prints it and exits with status 1)."""

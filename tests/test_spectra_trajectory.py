@@ -421,6 +421,15 @@ def test_spectrum_command_line_runs_and_reports_bad_input_in_one_line(water_traj
     assert bad.returncode != 0 and "timestep" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_notebook_entry_gives_the_command_line_results(water_traj_file):
+    path, m, volume = water_traj_file
+    res = spectra_cli.analyse_file(path, timestep=2.0, temperature=300.0)
+    assert res["static"].epsilon == pytest.approx(spectra.static_dielectric(m, volume, 300.0).epsilon, rel=1e-10)
+    assert res["series"].source == "charges" and res["ir"].wavenumber[-1] <= 4500.0
+    with pytest.raises(TypeError, match="unknown option"):
+        spectra_cli.analyse_file(path, time_step=2.0)
+
+
 def test_spectrum_command_without_timestep_or_temperature_says_which(water_traj_file, tmp_path):
     path, _, _ = water_traj_file
     with pytest.raises(ValueError, match="--timestep is required"):
