@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lesmd.les import kspace, mesh, realspace
+from lesmd.les import kspace, mesh, realspace, slab
 from lesmd.les.potentials import background_energy, gaussian_self_energy, reciprocal_self_energy
 from lesmd.les.tuning import EwaldParameters, choose_parameters
 from lesmd.units import COULOMB
@@ -86,6 +86,8 @@ def coulomb_energy(
         energy = realspace.open_energy(q, pos, widths2)
     else:
         energy = _periodic_energy(q, pos, box, widths2, _choose(system, accuracy, method))
+        if mode == "slab":
+            energy = energy + slab.slab_correction(q, pos, widths2, box)
     if self_energy:
         energy = energy + gaussian_self_energy(q, widths2)
     return energy
@@ -144,6 +146,8 @@ def coulomb_matrix(
         matrix = matrix - torch.diag(2.0 * COULOMB * torch.rsqrt(total2) / math.sqrt(2.0 * math.pi))
         volume = torch.linalg.det(box).abs()
         matrix = matrix + 2.0 * background_energy(torch.ones_like(volume), volume, params.split2)
+        if mode == "slab":
+            matrix = matrix + slab.slab_correction_matrix(pos, widths2, box)
     if self_energy:
         matrix = matrix + torch.diag(COULOMB * torch.rsqrt(widths2) / math.sqrt(math.pi))
     return matrix
@@ -211,6 +215,8 @@ def _prepare(
         raise ValueError(f"cell must have shape (3, 3), got {tuple(cell.shape)}")
     if not torch.isfinite(cell).all():
         raise ValueError("cell contains NaN or inf")
+    if mode == "slab":
+        return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
     lengths = torch.linalg.norm(cell.detach(), dim=1)
     volume = torch.linalg.det(cell.detach().double()).abs()
     if bool((lengths <= 0).any()) or float(volume) <= 1e-8 * float(lengths.double().prod()):
@@ -249,6 +255,8 @@ def _mode(pbc: Pbc) -> str:
         return "open"
     if flags == (True, True, True):
         return "periodic"
+    if flags == (True, True, False):
+        return "slab"
     raise ValueError(f"unsupported pbc {flags}: use all False, all True or (True, True, False)")
 
 
