@@ -233,6 +233,7 @@ class Trainer:
         self.history: list[dict] = []
         self.bad_epochs = 0
         self.elapsed = 0.0
+        self._start = time.perf_counter()
         if c.resume and c.checkpoint and Path(c.checkpoint).is_file():
             self._load_checkpoint(Path(c.checkpoint))
 
@@ -283,19 +284,29 @@ class Trainer:
     def _loss(self, terms: dict) -> torch.Tensor:
         return sum(self.weights[k] * v for k, v in terms.items() if self.weights.get(k, 0.0) > 0)
 
-    def _lr(self) -> float:
+    def _progress(self, step_fraction: float = 0.0) -> float:
+        """Fraction of the run done: epochs, or elapsed time when a time limit is set (whichever is further)."""
         c = self.config
-        t = min(self.epoch / max(c.epochs, 1), 1.0)
+        t = (self.epoch + step_fraction) / max(c.epochs, 1)
+        if c.max_minutes:
+            t = max(t, (time.perf_counter() - self._start) / (60.0 * c.max_minutes))
+        return min(t, 1.0)
+
+    def _lr(self, step_fraction: float = 0.0) -> float:
+        """Cosine decay from ``lr`` to ``lr_min`` over the run (epochs or the time limit)."""
+        c = self.config
+        t = self._progress(step_fraction)
         return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * t))
 
     def train_epoch(self, generator: torch.Generator) -> float:
         """One pass over the training frames; returns the mean loss."""
         self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr()
         total, count = 0.0, 0
         decay = self.config.ema_decay
+        n_batches = math.ceil(len(self.train) / self.config.batch_size)
         for batch in self._batches(self.train, True, generator):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr(count / n_batches)
             pred = predict(self.model, batch, create_graph=True, epsilon_inf=self.config.epsilon_inf,
                            **self._needs(batch))  # fmt: skip
             loss = self._loss(loss_terms(pred, batch))
@@ -344,10 +355,11 @@ class Trainer:
         return {
             "training_data": str(c.data), "n_train": len(self.train), "n_valid": len(self.valid),
             "config": dict(vars(c)), "epochs_run": self.epoch, "validation": metrics,
-            "command": " ".join(["lesmd", "train", *sys.argv[1:]]) if sys.argv and "train" in sys.argv else None,
-            "lesmd_version": lesmd.__version__, "torch_version": torch.__version__,
+            "argv": list(sys.argv),
+            "lesmd_version": lesmd.__version__, "torch_version": str(torch.__version__),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "training_minutes": self.elapsed / 60.0,
+            "training_minutes": self.elapsed / 60.0, "training_cpu_minutes": time.process_time() / 60.0,
+            "threads": torch.get_num_threads(),
         }  # fmt: skip
 
     def _save_checkpoint(self) -> None:
@@ -383,6 +395,9 @@ class Trainer:
         self.bad_epochs = state["bad_epochs"]
         self.elapsed = state["elapsed"]
 
+    def _epoch_seconds(self) -> float:
+        return self.elapsed / max(len(self.history), 1)
+
     def best_model(self) -> LESModel:
         """The EMA model of the best validation epoch (the current EMA model before any validation)."""
         if self.best_state is None:
@@ -395,6 +410,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(c.seed + self.epoch)
         bar = _progress(c.epochs, self.epoch, c.progress)
         start = time.perf_counter() - self.elapsed
+        self._start = start
         try:
             while self.epoch < c.epochs:
                 train_loss = self.train_epoch(generator)
@@ -416,7 +432,7 @@ class Trainer:
                 if self.bad_epochs >= c.patience:
                     bar.write(f"early stopping: no improvement for {c.patience} epochs")
                     break
-                if c.max_minutes is not None and self.elapsed > 60 * c.max_minutes:
+                if c.max_minutes is not None and self.elapsed > 60 * c.max_minutes - 0.5 * self._epoch_seconds():
                     bar.write(f"time limit of {c.max_minutes} min reached")
                     break
         except KeyboardInterrupt:

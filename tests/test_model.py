@@ -212,3 +212,42 @@ def test_moment_invariants_are_full_tensor_contractions():
     for L, (a, b) in enumerate([(0, 1), (1, 4), (4, 10), (10, 20)]):
         assert torch.allclose((yu[:, a:b] * yv[:, a:b]).sum(1), cos**L, atol=1e-14)
     assert np.isclose(float(yu[0, 10:20].norm()), 1.0)
+
+
+def _jacobian_bec(model, numbers, positions, cell, pbc):
+    def dipole(pos):
+        return (model(numbers, pos, cell, pbc)["charges"].unsqueeze(1) * pos).sum(0)
+
+    jac = torch.autograd.functional.jacobian(dipole, positions)  # (α, N, β)
+    return jac.permute(1, 0, 2)
+
+
+def test_born_effective_charges_equal_dipole_jacobian_for_a_molecule_cluster():
+    model = small_water_model(cutoff=3.0)
+    cluster = ase.build.molecule("H2O") + ase.build.molecule("H2O")
+    cluster.positions[3:] += [2.4, 1.0, 0.3]
+    numbers, positions, _, _ = _inputs(cluster)
+    cell, pbc = torch.zeros(3, 3, dtype=torch.float64), torch.tensor([False] * 3)
+    z = model.born_effective_charges(numbers, positions, cell, pbc, epsilon_inf=1.0)
+    reference = _jacobian_bec(model, numbers, positions, cell, pbc)
+    assert torch.allclose(z, reference, atol=1e-10)
+    assert torch.allclose(z.sum(0), torch.zeros(3, 3, dtype=torch.float64), atol=1e-10)  # acoustic sum rule
+    scaled = model.born_effective_charges(numbers, positions, cell, pbc, epsilon_inf=1.78)
+    assert torch.allclose(scaled, math.sqrt(1.78) * z, atol=1e-12)
+
+
+def test_born_effective_charges_do_not_depend_on_wrapping_atoms_into_the_cell(water):
+    model = small_water_model(cutoff=3.0)
+    numbers, positions, cell, pbc = _inputs(water)
+    z = model.born_effective_charges(numbers, positions, cell, pbc)
+    shifted = positions.clone()
+    shifted[::3] += cell[0] - 2 * cell[2]  # move every third atom by lattice vectors
+    assert torch.allclose(model.born_effective_charges(numbers, shifted, cell, pbc), z, atol=1e-9)
+    # a cluster in the middle of a big periodic box: local BEC equals the open-boundary one
+    cluster = ase.build.molecule("H2O") + ase.build.molecule("H2O")
+    cluster.positions[3:] += [2.4, 1.0, 0.3]
+    n2, p2, _, _ = _inputs(cluster)
+    box = torch.eye(3, dtype=torch.float64) * 40.0
+    open_z = model.born_effective_charges(n2, p2, torch.zeros(3, 3, dtype=torch.float64), torch.tensor([False] * 3))
+    periodic_z = model.born_effective_charges(n2, p2 + 20.0, box, torch.tensor([True] * 3))
+    assert torch.allclose(open_z, periodic_z, atol=1e-10)

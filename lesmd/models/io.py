@@ -16,6 +16,7 @@ one-line ``ValueError`` (``FileNotFoundError`` for a missing path).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -62,9 +63,15 @@ def model_to_dict(model: LESModel, provenance: dict | None = None) -> dict:
         "reference_energies": {str(z): e for z, e in model.reference_energy_dict().items()},
         "dtype": str(dtype).replace("torch.", ""),
         "architecture": model.architecture(),
-        "provenance": dict(provenance or {}),
+        "provenance": _plain(dict(provenance or {})),
         "state_dict": state,
     }
+
+
+def _plain(value):
+    """Provenance reduced to JSON-like plain values (anything else becomes its string), so the file stays
+    loadable with ``weights_only=True``."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def save_model(model: LESModel, path: str | Path, provenance: dict | None = None) -> Path:
@@ -173,7 +180,7 @@ def describe_model(path: str | Path | None = None) -> str:
         v = prov["validation"]
         parts = [f"{k} {v[k]:.4g}" for k in ("energy_rmse_mev_per_atom", "forces_rmse_mev_per_a") if k in v]
         lines.append("validation: " + ", ".join(parts))
-    for key in ("training_data", "command", "date", "training_minutes"):
+    for key in ("training_data", "argv", "date", "training_minutes"):
         if prov.get(key) is not None:
             lines.append(f"{key}: {prov[key]}")
     return "\n".join(lines)

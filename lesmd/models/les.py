@@ -15,6 +15,8 @@ registered class). If it returns per-atom ``features`` the charge head reads the
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lesmd.models.base import AtomisticModel
@@ -26,6 +28,23 @@ def _les_energy(charges, positions, cell, pbc, sigma, **kwargs):
     from lesmd.les.ewald import les_energy
 
     return les_energy(charges, positions, cell, pbc, sigma, **kwargs)
+
+
+def _mean_displacement(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+    """(1/N) Σ_j d_ij for every i, (N, 3) Å; minimum image along periodic directions (chunked O(N²))."""
+    n = positions.shape[0]
+    out = positions.new_zeros(n, 3)
+    periodic = bool(pbc.any())
+    inverse = torch.linalg.inv(cell) if periodic else None
+    mask = pbc.to(positions.dtype)
+    for start in range(0, n, 1024):
+        d = positions.unsqueeze(0) - positions[start : start + 1024].unsqueeze(1)  # (B, N, 3): r_j − r_i
+        if periodic:
+            frac = d @ inverse
+            frac = frac - torch.round(frac) * mask
+            d = frac @ cell
+        out[start : start + 1024] = d.mean(1)
+    return out
 
 
 def _apply_total_charge(charges: torch.Tensor, total_charge: float) -> torch.Tensor:
@@ -162,6 +181,52 @@ class LESModel(AtomisticModel):
             "energy": energy_sr + energy_lr_t, "energy_sr": energy_sr, "energy_lr": energy_lr_t,
             "charges": torch.cat(charges),
         }  # fmt: skip
+
+    def raw_charges_graph(
+        self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor
+    ) -> torch.Tensor:
+        """Latent charges before the total-charge shift, (N,) e, as a function of the edge vectors."""
+        sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
+        features = sr.get("features")
+        if features is None:
+            cf = self.charge_features
+            features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
+        return self.charge_head(features).squeeze(-1)
+
+    def born_effective_charges(
+        self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        total_charge: float = 0.0, epsilon_inf: float = 1.0,
+    ) -> torch.Tensor:  # fmt: skip
+        """Born effective charges from relative (minimum-image) vectors, valid for wrapped periodic snapshots.
+
+        Z*_{i,αβ} = √ε∞ [q_i δ_αβ + Σ_j d_ij,α ∂q_j/∂r_iβ],  d_ij = r_j − r_i (the image within the cutoff),
+
+        which equals ∂(Σ_j q_j r_j)/∂r_iβ because Σ_j ∂q_j/∂r_i = 0 (fixed total charge) but, unlike the
+        Jacobian of Σ q_j r_j with absolute positions, does not depend on how atoms are wrapped into the cell.
+        The raw charges of atom j depend only on the edges centred on j, so one backward pass gives every
+        ∂raw_j/∂r_i. The uniform total-charge shift −(1/N) Σ_k ∂raw_k/∂r_i acts on all atoms; its term uses
+        Σ_j d_ij with d_ij exact for open boundaries and the minimum image for periodic directions.
+
+        Returns:
+            (N, 3, 3) e, indexed [atom i, dipole component α, displacement component β].
+        """
+        pbc = torch.as_tensor(pbc, dtype=torch.bool)
+        species = self.species_indices(numbers)
+        positions = positions.detach()
+        edges = neighbor_list(positions, cell, pbc, self.cutoff)
+        vectors = edge_vectors(positions, cell.detach(), edges).requires_grad_(True)
+        raw = self.raw_charges_graph(species, vectors, edges.i, edges.j)
+        (g,) = torch.autograd.grad(raw.sum(), vectors)  # g_e = ∂raw_{i(e)}/∂v_e, v_e = r_{j(e)} − r_{i(e)} + S·h
+        n = positions.shape[0]
+        charges = _apply_total_charge(raw.detach(), total_charge)
+        # atom moved = neighbour j(e) of centre c = i(e): ∂raw_c/∂r_j = g_e, and d_{j c} = −v_e
+        outer = -vectors.detach().unsqueeze(2) * g.unsqueeze(1)
+        outer = outer * (edges.i != edges.j).to(outer.dtype).view(-1, 1, 1)  # self-images: r_i cancels
+        z = positions.new_zeros(n, 3, 3).index_add(0, edges.j, outer)
+        d_raw = positions.new_zeros(n, 3).index_add(0, edges.j, g).index_add(0, edges.i, -g)  # ∂Σraw/∂r_i
+        z = z - torch.einsum("ia,ib->iab", _mean_displacement(positions, cell, pbc), d_raw)
+        z = z + charges.view(n, 1, 1) * torch.eye(3, dtype=z.dtype)
+        return math.sqrt(epsilon_inf) * z
 
     def architecture(self) -> dict:
         """Plain-Python description from which :func:`lesmd.models.io.build_model` rebuilds this model."""

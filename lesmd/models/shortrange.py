@@ -13,6 +13,16 @@ Short-range interface (what ``LESModel`` needs from a short-range torch module):
   registration with :func:`register_short_range` so that model files can name it (loading never runs code from
   the file: it looks the name up in this registry).
 
+Example (a new short-range model, saved and loaded like the built-in one)::
+
+    @register_short_range("my_model")
+    class MyModel(torch.nn.Module):
+        def __init__(self, species, cutoff=4.0, width=16): ...
+        def hyperparameters(self): return {"species": self.species, "cutoff": self.cutoff, "width": self.width}
+        def forward(self, species, vectors, i, j): return {"atomic_energies": ...}
+
+    model = LESModel(MyModel([1, 8]), sigma=1.0, reference_energies={1: -13.6, 8: -2040.0})
+
 Because the neighbour list is built once by LESModel and edge vectors carry the autograd graph of positions and
 cell, every registered model gets forces and stress for free.
 

@@ -1,0 +1,84 @@
+"""Speed of the default LES water model: energy + forces + stress on water boxes of 192, 1536 and 12288 atoms.
+
+Boxes are replicas (1×, 2×, 4× per direction) of the first frame of ../shared/data/water_rpbe_d3_bec_100.xyz.
+For each size: wall time of one :func:`lesmd.evaluate.evaluate` call (energy, forces, stress; neighbour list
+included) as the median of ≥ 5 runs after a warm-up, with ``torch.set_num_threads(2)`` (change with --threads);
+the same model with the LES term switched off (short range only) in the same process gives the LES overhead
+ratio. Peak memory is the resident-set high-water mark of the process (sizes run in increasing order).
+Targets (issue 3, 2 cores): ≤ 15 ms, ≤ 100 ms, ≤ 1.5 s; ≤ 4 GB at 12288 atoms; LES overhead ≤ 1.25×.
+
+Usage: python benchmarks/bench_model.py [--model PATH] [--repeats 5] [--threads 2] [--dtype float32]
+Last line: N=<largest> full=<s> short_range=<s> les_overhead=<x> peak_gb=<g>
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from lesmd.evaluate import evaluate
+from lesmd.models.io import load_model
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "water_rpbe_d3_bec_100.xyz"
+
+
+def water_box(replicas: int, dtype: torch.dtype):
+    import ase.io
+
+    atoms = ase.io.read(DATA, 0).repeat(replicas)
+    return (torch.tensor(atoms.numbers), torch.tensor(atoms.positions, dtype=dtype),
+            torch.tensor(atoms.cell.array, dtype=dtype), torch.tensor(atoms.pbc))  # fmt: skip
+
+
+def time_call(model, inputs, repeats: int) -> float:
+    """Median wall time (s) of energy + forces + stress after one warm-up call."""
+    props = ("energy", "forces", "stress")
+    evaluate(model, *inputs, properties=props)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluate(model, *inputs, properties=props)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model file (default: embedded water model)")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    model = load_model(args.model, dtype=dtype)
+    short = load_model(args.model, dtype=dtype)
+    short.use_les = False
+    targets = {192: 0.015, 1536: 0.100, 12288: 1.5}
+    print(f"threads={args.threads} dtype={args.dtype} cutoff={model.cutoff} Å")
+    print(f"{'N':>6} {'full_s':>9} {'short_s':>9} {'les_overhead':>12} {'target_s':>9} {'peak_gb':>8}")
+    line = ""
+    for r in args.replicas:
+        inputs = water_box(r, dtype)
+        n = inputs[0].shape[0]
+        t_short = time_call(short, inputs, args.repeats)
+        t_full = time_call(model, inputs, args.repeats)
+        ratio = t_full / t_short
+        target = targets.get(n, float("nan"))
+        print(f"{n:>6} {t_full:>9.4f} {t_short:>9.4f} {ratio:>12.2f} {target:>9.3f} {peak_gb():>8.2f}", flush=True)
+        line = f"N={n} full={t_full:.4f} short_range={t_short:.4f} les_overhead={ratio:.2f} peak_gb={peak_gb():.2f}"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
