@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from lesmd.les import kspace, mesh, realspace, slab
+from lesmd.les.lattice import volume
 from lesmd.les.potentials import background_energy, gaussian_self_energy, reciprocal_self_energy
 from lesmd.les.tuning import EwaldParameters, choose_parameters
 from lesmd.units import COULOMB
@@ -144,8 +145,8 @@ def coulomb_matrix(
         matrix = matrix + realspace.realspace_matrix(pos, box, widths2, params.split2, params.r_cut)
         total2 = 2.0 * widths2 + 2.0 * params.split2
         matrix = matrix - torch.diag(2.0 * COULOMB * torch.rsqrt(total2) / math.sqrt(2.0 * math.pi))
-        volume = torch.linalg.det(box).abs()
-        matrix = matrix + 2.0 * background_energy(torch.ones_like(volume), volume, params.split2)
+        box_volume = volume(box)
+        matrix = matrix + 2.0 * background_energy(torch.ones_like(box_volume), box_volume, params.split2)
         if mode == "slab":
             matrix = matrix + slab.slab_correction_matrix(pos, widths2, box)
     if self_energy:
@@ -163,16 +164,17 @@ def _periodic_energy(
     else:
         energy = kspace.kspace_energy(q, pos, box, widths2, params.split2, params.k_on, params.k_cut)
     energy = energy - reciprocal_self_energy(q, widths2, params.split2)
-    energy = energy + realspace.realspace_energy(q, pos, box, widths2, params.split2, params.r_cut)
-    volume = torch.linalg.det(box).abs()
-    return energy + background_energy(q.sum(), volume, params.split2)
+    if params.split2 > 0.0:
+        energy = energy + realspace.realspace_energy(q, pos, box, widths2, params.split2, params.r_cut)
+        energy = energy + background_energy(q.sum(), volume(box), params.split2)
+    return energy
 
 
 def _choose(system: tuple, accuracy: float, method: str) -> EwaldParameters:
     q, pos, box, widths2, _ = system
     w2 = widths2.detach()
-    volume = float(torch.linalg.det(box.detach()).abs())
-    return choose_parameters(float(w2.min()), float(w2.max()), volume, pos.shape[0], accuracy, method)
+    box_volume = float(volume(box.detach()))
+    return choose_parameters(float(w2.min()), float(w2.max()), box_volume, pos.shape[0], accuracy, method)
 
 
 def _prepare(
@@ -218,9 +220,9 @@ def _prepare(
     if mode == "slab":
         return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
     lengths = torch.linalg.norm(cell.detach(), dim=1)
-    volume = torch.linalg.det(cell.detach().double()).abs()
-    if bool((lengths <= 0).any()) or float(volume) <= 1e-8 * float(lengths.double().prod()):
-        raise ValueError(f"cell is singular or degenerate (volume {float(volume):.3g} Å³) for periodic boundaries")
+    cell_volume = float(volume(cell.detach().double()))
+    if bool((lengths <= 0).any()) or cell_volume <= 1e-8 * float(lengths.double().prod()):
+        raise ValueError(f"cell is singular or degenerate (volume {cell_volume:.3g} Å³) for periodic boundaries")
     return charges, positions, cell, widths2, mode
 
 

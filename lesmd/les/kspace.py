@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import torch
 
+from lesmd.les.lattice import reciprocal_cell, volume
 from lesmd.les.potentials import fourier_prefactor
 from lesmd.units import EPSILON0
 
 #: Largest number of (atom, k-vector) phase elements held at once.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def reciprocal_cell(cell: torch.Tensor) -> torch.Tensor:
-    """(3,3) reciprocal vectors b_j as rows (2π · inverse-transpose of the cell), Å⁻¹; differentiable."""
-    return 2.0 * torch.pi * torch.linalg.inv(cell).mT
 
 
 def half_space_kvectors(cell: torch.Tensor, k_cut: float) -> torch.Tensor:
@@ -64,8 +60,7 @@ def kspace_terms(
     """
     k = half_space_kvectors(cell, k_cut)
     k2 = (k * k).sum(-1)
-    volume = torch.linalg.det(cell).abs()
-    weight = fourier_prefactor(k2, split2) * smooth_window(k2, k_on, k_cut) / (volume * EPSILON0)
+    weight = fourier_prefactor(k2, split2) * smooth_window(k2, k_on, k_cut) / (volume(cell) * EPSILON0)
     if bool((widths2 == widths2[0]).all()):
         return k, weight * torch.exp(-k2 * widths2[0]), None
     return k, weight, torch.exp(-0.5 * k2[None, :] * widths2[:, None])

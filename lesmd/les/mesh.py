@@ -31,8 +31,10 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from numpy.polynomial import polynomial as P
 
-from lesmd.les.kspace import reciprocal_cell, smooth_window
+from lesmd.les.kspace import smooth_window
+from lesmd.les.lattice import inverse_cell, reciprocal_cell, volume
 from lesmd.les.potentials import fourier_prefactor
 from lesmd.units import EPSILON0
 
@@ -51,14 +53,42 @@ def fft_size(minimum: int) -> int:
 
 
 def mesh_shape(cell: torch.Tensor, spacing: float, order: int) -> tuple[int, int, int]:
-    """Mesh points per lattice direction: K_d ≥ (plane spacing count) |a_d|-independent, from the k-range.
+    """Mesh points per lattice direction, K_d = fft_size(max(d_d / spacing, 2·order)).
 
-    K_d is chosen so that the mesh resolves wave numbers up to π/``spacing`` along every reciprocal direction:
-    K_d ≥ |a_d| / spacing... measured via reciprocal-plane spacing 2π/|b_d|, and at least 2·order.
+    d_d = 2π/|b_d| is the spacing of the lattice planes normal to b_d, so the mesh resolves wave numbers up to
+    π/``spacing`` along every reciprocal direction (all modes of a sphere of that radius are on the mesh).
     """
     recip = reciprocal_cell(cell.detach())
     plane_spacing = 2.0 * math.pi / torch.linalg.norm(recip, dim=1)
     return tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in plane_spacing)
+
+
+@lru_cache(maxsize=16)
+def _bspline_coefficients(order: int) -> np.ndarray:
+    """(p, p) coefficients C with M_p(t + j) = Σ_k C[j, k] t^k for t in [0, 1) (Cox–de Boor recursion)."""
+    weights = [np.array([0.0, 1.0]), np.array([1.0, -1.0])]  # M_2(t) = t, M_2(t + 1) = 1 − t
+    for n in range(3, order + 1):
+        new = []
+        for j in range(n):
+            term = np.zeros(1)
+            if j < n - 1:  # (t + j) M_{n−1}(t + j)
+                term = P.polyadd(term, P.polymul([j, 1.0], weights[j]))
+            if j > 0:  # (n − t − j) M_{n−1}(t + j − 1)
+                term = P.polyadd(term, P.polymul([n - j, -1.0], weights[j - 1]))
+            new.append(term / (n - 1))
+        weights = new
+    coefficients = np.zeros((order, order))
+    for j, w in enumerate(weights):
+        coefficients[j, : len(w)] = w
+    return coefficients
+
+
+def _powers(t: torch.Tensor, count: int) -> torch.Tensor:
+    """(..., count) powers t^0 … t^(count−1)."""
+    ones = torch.ones_like(t)[..., None]
+    if count == 1:
+        return ones
+    return torch.cat([ones, torch.cumprod(t[..., None].expand(*t.shape, count - 1), dim=-1)], dim=-1)
 
 
 def bspline_weights(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,15 +101,18 @@ def bspline_weights(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Te
     """
     base = torch.floor(u.detach())
     t = u - base
-    weights = torch.stack([1.0 - t, t], dim=-1)[..., [1, 0]]  # M_2(t) = t, M_2(t+1) = 1 − t
-    for n in range(3, order + 1):
-        j = torch.arange(n, dtype=u.dtype, device=u.device)
-        x = t[..., None] + j
-        zero = torch.zeros_like(t)[..., None]
-        left = torch.cat([weights, zero], dim=-1)  # M_{n−1}(t+j)
-        right = torch.cat([zero, weights], dim=-1)  # M_{n−1}(t+j−1)
-        weights = (x * left + (n - x) * right) / (n - 1)
-    return base.long(), weights
+    coefficients = torch.as_tensor(_bspline_coefficients(order), dtype=u.dtype, device=u.device)
+    return base.long(), _powers(t, order) @ coefficients.T
+
+
+def bspline_derivatives(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Base index, weights M_p(t+j) and their derivatives d/du M_p(t+j), each (..., p) (differentiable)."""
+    base = torch.floor(u.detach())
+    t = u - base
+    coefficients = torch.as_tensor(_bspline_coefficients(order), dtype=u.dtype, device=u.device)
+    powers = _powers(t, order)
+    slope = coefficients[:, 1:] * torch.arange(1, order, dtype=u.dtype, device=u.device)
+    return base.long(), powers @ coefficients.T, powers[..., :-1] @ slope.T
 
 
 def euler_factor(size: int, order: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -112,15 +145,6 @@ def _half_mesh_factors(shape: tuple[int, int, int], order: int) -> tuple[torch.T
         mean.append(((re * re + im * im) * quad[:, None]).sum(0))
     average = mean[0][:, None, None] * mean[1][None, :, None] * mean[2][None, None, :half]
     return b, b * average - 1.0
-
-
-def bspline_derivatives(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Base index, weights M_p(t+j) and their derivatives d/du M_p(t+j) = M_{p−1}(t+j) − M_{p−1}(t+j−1)."""
-    base, w = bspline_weights(u, order)
-    _, lower = bspline_weights(u, order - 1)
-    zero = torch.zeros_like(lower[..., :1])
-    dw = torch.cat([lower, zero], dim=-1) - torch.cat([zero, lower], dim=-1)
-    return base, w, dw
 
 
 def _flat_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
@@ -198,9 +222,9 @@ def _cached_factors(
     return (b * mult).to(dtype=dtype, device=device), (aliasing * mult).to(dtype=dtype, device=device), m
 
 
-def _mode_k2(cell: torch.Tensor, m: list[torch.Tensor]) -> torch.Tensor:
+def _mode_k2(inverse_cell: torch.Tensor, m: list[torch.Tensor]) -> torch.Tensor:
     """|k|² on the half mesh, k = Σ_d m_d b_d, as a quadratic form in m (differentiable w.r.t. the cell)."""
-    recip = reciprocal_cell(cell)
+    recip = 2.0 * math.pi * inverse_cell.mT
     metric = recip @ recip.T
     m0, m1, m2 = m[0][:, None, None], m[1][None, :, None], m[2][None, None, :]
     k2 = metric[0, 0] * m0 * m0 + metric[1, 1] * m1 * m1 + (2.0 * metric[0, 1]) * m0 * m1
@@ -226,12 +250,12 @@ def mesh_energy(
     """
     shape = mesh_shape(cell, spacing, order)
     b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
-    k2 = _mode_k2(cell, m)
+    inverse = inverse_cell(cell)
+    k2 = _mode_k2(inverse, m)
     k2_safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
-    volume = torch.linalg.det(cell).abs()
-    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / (2.0 * volume * EPSILON0)
+    denominator = 2.0 * volume(cell) * EPSILON0
+    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / denominator
     kernel = torch.where(k2 > 0, kernel, torch.zeros_like(kernel))  # G(m) without B(m): the exact weights
-    inverse = torch.linalg.inv(cell)
     groups = torch.unique(widths2.detach())
     if groups.numel() == 1:  # one width: fold the form factor into the kernel
         kernel = kernel * torch.exp(-k2 * groups[0])

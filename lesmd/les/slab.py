@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from lesmd.les.lattice import volume
 from lesmd.units import COULOMB
 
 
@@ -66,19 +67,19 @@ def slab_correction(
     charges: torch.Tensor, positions: torch.Tensor, widths2: torch.Tensor, cell: torch.Tensor
 ) -> torch.Tensor:
     """Ballenegger–Arnold–Cerdà correction (eV) for the extended cell ``cell`` (c along z)."""
-    volume = torch.linalg.det(cell).abs()
+    cell_volume = volume(cell)
     height = cell[2, 2]
     z = positions[:, 2]
     total = charges.sum()
     dipole = (charges * z).sum()
     second = (charges * (z * z + widths2)).sum()
-    return 2.0 * math.pi * COULOMB / volume * (dipole * dipole - total * second - total * total * height**2 / 12.0)
+    return 2.0 * math.pi * COULOMB / cell_volume * (dipole * dipole - total * second - total * total * height**2 / 12.0)
 
 
 def slab_correction_matrix(positions: torch.Tensor, widths2: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """(N,N) matrix of the correction, E_corr = ½ qᵀ C q: C_ij = (4π k_e/V)[−(z_i−z_j)²/2 − (s_i²+s_j²)/2 − L_z²/12]."""
-    volume = torch.linalg.det(cell).abs()
+    cell_volume = volume(cell)
     z = positions[:, 2]
     dz2 = (z[:, None] - z[None, :]) ** 2
     pair = -0.5 * dz2 - 0.5 * (widths2[:, None] + widths2[None, :]) - cell[2, 2] ** 2 / 12.0
-    return 4.0 * math.pi * COULOMB / volume * pair
+    return 4.0 * math.pi * COULOMB / cell_volume * pair
