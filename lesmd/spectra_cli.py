@@ -128,6 +128,12 @@ def analyse(series: trajectory.DipoleSeries, args: argparse.Namespace) -> dict:
     if max_wn is None:
         max_wn = min(DEFAULT_MAX_WAVENUMBER, 1.0 / (2.0 * dt * SPEED_OF_LIGHT_CM_PER_FS))
     m, mdot = series.dipoles, series.dipole_derivative
+    if series.stored_dipole_jump is not None and series.stored_dipole_jump > 0.1:
+        print(
+            f"lesmd spectrum: warning: the stored dipoles jump by up to {series.stored_dipole_jump:.3g} e·Å "
+            "against Σ q·(unwrapped r): computed from wrapped positions? try --dipole-source charges",
+            file=sys.stderr,
+        )
     if m is None:  # M(t) from ∫ Ṁ dt (trapezoid); the constant does not matter for fluctuations
         m = np.concatenate([np.zeros((1, 3)), np.cumsum(0.5 * (mdot[1:] + mdot[:-1]) * dt, axis=0)])
     ir = spectra.ir_spectrum(

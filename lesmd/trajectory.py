@@ -101,7 +101,9 @@ class DipoleSeries:
 
     dipoles (F,3) itinerant M in e·Å and/or dipole_derivative (F,3) Ṁ in e·Å/fs; volumes (F,) Å³ (None when the
     trajectory has no 3-D periodic cell); times_fs (F,) or None; kinetic_temperature_K (from velocities) or None;
-    source: which dipole source was used.
+    source: which dipole source was used; stored_dipole_jump (e·Å): for stored dipoles of a periodic trajectory
+    that also stores charges, the largest frame-to-frame change of (Σ q u − M_stored): ≈ 0 for itinerant stored
+    dipoles, ≈ q·L when they were computed from wrapped positions.
     """
 
     dipoles: np.ndarray | None
@@ -110,6 +112,7 @@ class DipoleSeries:
     times_fs: np.ndarray | None
     kinetic_temperature_K: float | None
     source: str
+    stored_dipole_jump: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -643,7 +646,7 @@ def dipole_series(
     from tqdm.auto import tqdm
 
     unwrap = Unwrapper()
-    dipoles, derivs, volumes, times = [], [], [], []
+    dipoles, derivs, volumes, times, check = [], [], [], [], []
     kinetic, n_atoms, chosen = 0.0, 0, None
     has_velocities = True
     bar = tqdm(total=total, unit="frame", disable=not progress, desc="reading")
@@ -654,6 +657,8 @@ def dipole_series(
             volumes.append(np.abs(np.linalg.det(chunk.cells)))
         if chosen == "stored":
             dipoles.append(chunk.dipoles)
+            if periodic and chunk.positions is not None and chunk.charges is not None:
+                check.append(_charge_dipoles(chunk.charges, unwrap(chunk.positions, chunk.cells)) - chunk.dipoles)
         elif chosen == "bec":
             derivs.append(np.einsum("kiab,kib->ka", chunk.bec, chunk.velocities))
         else:
@@ -685,4 +690,5 @@ def dipole_series(
         times_fs=None if any(t is None for t in times) else np.concatenate(times),
         kinetic_temperature_K=temperature,
         source=chosen,
+        stored_dipole_jump=float(np.abs(np.diff(np.concatenate(check), axis=0)).max()) if len(check) else None,
     )

@@ -421,6 +421,20 @@ def test_spectrum_command_line_runs_and_reports_bad_input_in_one_line(water_traj
     assert bad.returncode != 0 and "timestep" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_stored_dipoles_of_wrapped_positions_raise_a_warning(tmp_path, capsys):
+    _, wrapped, cell, q = water_trajectory(n_frames=200, n_mol=8, box=10.0, step=0.01, seed=9)
+    frames = []
+    for pos in wrapped:
+        atoms = Atoms("OH2" * 8, positions=pos, cell=cell, pbc=True)
+        atoms.arrays["charges"] = q.copy()
+        atoms.info["dipole"] = q @ pos  # a code that wraps positions before computing M
+        frames.append(atoms)
+    ase.io.write(tmp_path / "wrapped.xyz", frames, format="extxyz")
+    spectra.run_cli(_args(tmp_path / "wrapped.xyz", tmp_path / "o", "--timestep", "1", "--temperature", "300",
+                          "--no-plots"))  # fmt: skip
+    assert "computed from wrapped positions?" in capsys.readouterr().err
+
+
 def test_notebook_entry_gives_the_command_line_results(water_traj_file):
     path, m, volume = water_traj_file
     res = spectra_cli.analyse_file(path, timestep=2.0, temperature=300.0)
