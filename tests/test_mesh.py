@@ -145,3 +145,44 @@ def test_spread_conserves_charge_and_matches_loop_reference():
                     idx = tuple(int(base[i, d] - j) % shape[d] for d, j in enumerate((a, b, c)))
                     expected[idx] += charges[i] * w[i, 0, a] * w[i, 1, b] * w[i, 2, c]
     assert torch.allclose(mesh, expected, atol=1e-14)
+
+
+def test_mesh_energy_jump_at_a_mesh_size_change_is_below_accuracy_and_smooth_change():
+    """The mesh shape changes in integer steps with the cell; the energy step there is the (sub-ε) mesh error."""
+    from lesmd.les.mesh import mesh_shape
+
+    accuracy = 1e-6
+    charges, positions, cell = _water_density_system(192, seed=3)
+
+    def shape_at(scale):
+        params = choose_parameters(0.5, 0.5, float(torch.linalg.det(cell * scale)), 192, accuracy, "mesh")
+        return mesh_shape(cell * scale, params.mesh_spacing, params.order)
+
+    low, high = 1.0, 1.05  # bisect for the first mesh change
+    assert shape_at(low) != shape_at(high)
+    for _ in range(40):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if shape_at(mid) == shape_at(low) else (low, mid)
+    scales = low + 1e-5 * torch.arange(-10, 11, dtype=F64)
+    with torch.no_grad():
+        energies = torch.stack(
+            [les_energy(charges, positions * s, cell * s, True, accuracy=accuracy, method="mesh") for s in scales]
+        )
+    steps = energies[1:] - energies[:-1]
+    smooth = steps[:5].abs().min()
+    jump = (steps - steps[:5].mean()).abs().max()
+    assert float(jump) < float(smooth)
+    assert float(jump) < accuracy * _scale(charges)
+
+
+@pytest.mark.parametrize("method", ["direct", "mesh"])
+def test_force_loss_is_differentiable_for_training(method):
+    """Double backward (a loss on forces differentiated w.r.t. charges and positions) is exact."""
+    charges, positions, cell = _water_density_system(6, seed=9)
+    charges = charges.clone().requires_grad_(True)
+    positions = positions.clone().requires_grad_(True)
+
+    def energy(q, r):
+        return les_energy(q, r, cell, True, accuracy=1e-3, method=method)
+
+    assert torch.autograd.gradgradcheck(energy, (charges, positions), atol=1e-6)

@@ -10,10 +10,22 @@ s_i = σ/√2, i.e. the pair kernel k_e erf(r/(√2σ))/r, with the self-interac
     open:       E = ½ Σ_{i≠j} k_e q_i q_j erf(r_ij/(√2σ))/r_ij
     periodic:   E = (1/(2Vε0)) Σ_{k≠0} e^(−σ²k²/2)/k² |S(k)|² − k_e Σ_i q_i²/(σ√(2π))
 
-The periodic energy is the converged sum, not a truncated one: ``accuracy`` sets every numerical cutoff
-(see :mod:`lesmd.les.tuning`) and the result does not depend on the method beyond it. Charged periodic cells carry
-a uniform neutralising background (k = 0 left out). Conventions: cell rows are lattice vectors (ASE), positions
-in Å, charges in e, energies in eV; everything is differentiable w.r.t. charges, positions and cell.
+Conventions:
+* widths: per-charge standard deviations s_i (Å) of Gaussian charge densities, 0 = point charge; the pair kernel
+  is k_e erf(r/√(2(s_i²+s_j²)))/r. ``les_energy(sigma=σ)`` uses s_i = σ/√2.
+* pbc: all False = open (cell ignored); all True = 3-D periodic; (True, True, False) = slab (see
+  :mod:`lesmd.les.slab` for the cell requirements and the vacuum that is added internally).
+* accuracy ε: every truncation (reciprocal window, real-space cutoff, mesh) is set so that its error is below
+  ε · k_e Σ_i q_i² / W (W the narrowest total Gaussian width, σ for LES): ε relative to the self-energy scale.
+  The periodic energy is thus the converged sum, not a truncated one, and it does not depend on the method
+  beyond ε. Default 1e-6: errors ≲ 1e-7 of that scale for the energy, ~1e-5 relative for forces and stress.
+* method: "direct" (k-vector sum, O(N·N_k)), "mesh" (smooth PME, O(N log N)) or "auto" (mesh from
+  ``tuning.MESH_MIN_ATOMS`` charges). The direct LES energy is a C² function of the cell (smooth reciprocal
+  window, no k-sphere jumps); the mesh energy steps by less than ε·scale when the integer mesh shape changes.
+* charged periodic cells include the uniform neutralising background (tin-foil, k = 0 left out).
+* cell rows are lattice vectors (ASE), positions in Å, charges in e, energies in eV, potentials in V;
+  everything is differentiable w.r.t. charges, positions and cell (twice, for force training), float32 or
+  float64 (the dtype of ``positions``).
 """
 
 from __future__ import annotations
