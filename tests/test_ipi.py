@@ -53,15 +53,16 @@ def les_model_file(tmp_path_factory) -> Path:
 
 
 def wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = WAIT) -> None:
-    """Wait until i-PI's properties file has ``n`` data rows."""
+    """Wait until i-PI's properties file has ``n`` data rows (on failure, show the logs of the run)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and sum(1 for ln in path.read_text().splitlines() if ln and not ln.startswith("#")) >= n:
             return
         if proc.poll() is not None:
-            raise AssertionError(f"process exited early with {proc.returncode}")
+            break
         time.sleep(0.05)
-    raise AssertionError(f"{path.name} did not reach {n} rows in {timeout} s")
+    logs = "\n".join(f"--- {f.name}\n{f.read_text()[-1500:]}" for f in sorted(path.parent.glob("*.log")))
+    raise AssertionError(f"{path.name} did not reach {n} rows in {timeout} s (i-PI rc {proc.poll()})\n{logs}")
 
 
 def assert_ipi_matches_ase(workdir: Path, calc: LESCalculator, nbeads: int = 1, bec: bool = True) -> None:
@@ -124,7 +125,8 @@ def test_ipi_pimd_four_beads_two_clients_match_ase(run_dir, mode):
         assert c.wait(timeout=WAIT) == 0, (workdir / f"client{k}.log").read_text()
     assert procs[0].wait(timeout=WAIT) == 0
     counts = [int((workdir / f"client{k}.log").read_text().split("EXIT after ")[1].split()[0]) for k in range(2)]
-    assert sum(counts) == 4 * 5 and min(counts) > 0  # 4 beads × (initial + 4 steps), shared by both clients
+    # 4 beads × (initial + 4 steps), each evaluated once; how i-PI splits them depends on when the clients connect
+    assert sum(counts) == 4 * 5
     assert_ipi_matches_ase(workdir, LESCalculator(h.water2_model(), dtype=torch.float64), nbeads=4, bec=False)
 
 
