@@ -17,7 +17,9 @@ and of p, summing only electrode–electrolyte terms, O((N_el + N_elyt)·N_k + p
 
 with f_i(k) = e^(−k²s_i²/2), w(k) the smooth window of :mod:`lesmd.les.kspace`, W² = s_i² + s_j² + 2a² and the
 neutralising-background cross term; these are the cross terms of the core's Ewald energy (tested against it).
-The split a is chosen so that the real-space cutoff is ``real_space_cutoff``: W = r_c/(√2 x), x = erfc⁻¹(ε).
+The split a is chosen so that the real-space cutoff is ``real_space_cutoff`` (at most half the smallest cell
+height, so each pair has one nearest image): W = r_c/(√2 x), x = erfc⁻¹(ε). For frozen electrodes the
+electrode factors 2w(k)f_i(k)(cos, sin)(k·r_i) are computed once and cached; a step then costs O(N_elyt·N_k).
 
 Boundaries:
 * ``finite_field``: 3-D periodic, tin-foil.
@@ -33,9 +35,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-import vesin
 
 from lesmd.les.ewald import coulomb_energy, coulomb_matrix
 from lesmd.les.kspace import half_space_kvectors, smooth_window
@@ -57,7 +57,7 @@ class Electrostatics:
     """
 
     def __init__(self, boundary: str, accuracy: float, slab_factor: float = 3.0,
-                 real_space_cutoff: float = 12.0) -> None:
+                 real_space_cutoff: float = 16.0) -> None:
         if boundary not in ("slab", "finite_field"):
             raise ValueError(f"boundary must be 'slab' or 'finite_field', got {boundary!r}")
         if slab_factor < 2.0:
@@ -95,7 +95,7 @@ class Electrostatics:
                          widths: torch.Tensor) -> torch.Tensor:
         """½ qᵀA q (eV) with self-energies, differentiable w.r.t. the electrode positions (mobile electrodes)."""
         energy = coulomb_energy(charges, positions, self.cell(cell), _PERIODIC, widths, accuracy=self.accuracy,
-                                self_energy=True)
+                                method="direct", self_energy=True)  # the same sums as :meth:`matrix`
         if self.slab:
             m_z = torch.dot(charges, positions[:, 2])
             energy = energy + 0.5 * self._dipole_prefactor(cell) * m_z * m_z
@@ -112,37 +112,106 @@ class Electrostatics:
         k_on = math.sqrt(2.0) * self._x / total_min
         return split2, math.sqrt(2.0) * self._x * total_max, k_on, WINDOW_RATIO * k_on
 
-    def coupling_potential(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, charges_ly: torch.Tensor,
-                           cell: torch.Tensor, widths_el: torch.Tensor, width_ly: float) -> torch.Tensor:
-        """φ_i (N_el,) in V: potential of the electrolyte charges at the electrode sites (differentiable).
+    def _electrode_terms(
+        self, pos_el: torch.Tensor, cell: torch.Tensor, widths_el: torch.Tensor, width_ly: float
+    ) -> dict:
+        """k-vectors, electrolyte form factors and the electrode factors 2·w(k)·f_i(k)·(cos, sin)(k·r_i).
 
-        Args:
-            pos_el: (N_el, 3) Å.  pos_ly: (N_elyt, 3) Å.  charges_ly: (N_elyt,) e.  cell: (3, 3) Å.
-            widths_el: (N_el,) electrode Gaussian standard deviations, Å.  width_ly: electrolyte one, Å.
+        Cached while the electrodes do not move (positions without gradient, same cell and widths).
         """
+        frozen = not pos_el.requires_grad and not cell.requires_grad
+        key = None
+        if frozen:
+            key = (
+                pos_el.cpu().numpy().tobytes(),
+                cell.cpu().numpy().tobytes(),
+                widths_el.cpu().numpy().tobytes(),
+                float(width_ly),
+            )
+            if self._kcache.get("key") == key:
+                return self._kcache
         box = self.cell(cell)
         split2, r_cut, k_on, k_cut = self._split(widths_el, width_ly)
         volume = torch.linalg.det(box).abs()
-        # reciprocal space
         k = half_space_kvectors(box, k_cut)
         k2 = (k * k).sum(-1)
         weight = fourier_prefactor(k2, split2) * smooth_window(k2, k_on, k_cut) / (volume * EPSILON0)
-        phase_ly = pos_ly @ k.T
-        qf = charges_ly[:, None] * torch.exp(-0.5 * k2 * width_ly**2)[None, :]
+        phase = pos_el @ k.T
+        factor = 2.0 * weight * torch.exp(-0.5 * k2[None, :] * widths_el[:, None] ** 2)
+        wrapped, offsets = _wrap(pos_el.detach(), box)
+        terms = {
+            "key": key,
+            "wrapped": wrapped,
+            "offsets": offsets,
+            "k": k,
+            "split2": split2,
+            "r_cut": r_cut,
+            "volume": volume,
+            "box": box,
+            "form_ly": torch.exp(-0.5 * k2 * width_ly**2),
+            "cos": factor * torch.cos(phase),
+            "sin": factor * torch.sin(phase),
+        }
+        if frozen:
+            self._kcache = terms
+        return terms
+
+    def prepare(self, pos_el: torch.Tensor, cell: torch.Tensor, widths_el: torch.Tensor, width_ly: float) -> dict:
+        """Per-geometry terms of the coupling sum (cached for frozen electrodes); pass to the methods below."""
+        return self._electrode_terms(pos_el, cell, widths_el, width_ly)
+
+    def coupling_potential(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, charges_ly: torch.Tensor,
+                           cell: torch.Tensor, widths_el: torch.Tensor, width_ly: float,
+                           terms: dict | None = None, pairs: tuple | None = None) -> torch.Tensor:
+        """φ_i (N_el,) in V: potential of the electrolyte charges at the electrode sites (differentiable).
+
+        Args:
+            pos_el: (N_el, 3) Å (without gradient: frozen electrodes, the electrode factors are cached).
+            pos_ly: (N_elyt, 3) Å.  charges_ly: (N_elyt,) e.  cell: (3, 3) Å.
+            widths_el: (N_el,) electrode Gaussian standard deviations, Å.  width_ly: electrolyte one, Å.
+            terms, pairs: from :meth:`prepare` and :meth:`pairs` when the caller already has them.
+        """
+        t = self.prepare(pos_el, cell, widths_el, width_ly) if terms is None else terms
+        split2, volume = t["split2"], t["volume"]
+        # reciprocal space: S(k) of the electrolyte, then 2 w f_i Re[e^(−ik·r_i) S(k)]
+        phase_ly = pos_ly @ t["k"].T
+        qf = charges_ly[:, None] * t["form_ly"][None, :]
         s_re, s_im = (qf * torch.cos(phase_ly)).sum(0), (qf * torch.sin(phase_ly)).sum(0)
-        phase_el = pos_el @ k.T
-        form_el = torch.exp(-0.5 * k2[None, :] * widths_el[:, None] ** 2)
-        phi = 2.0 * ((torch.cos(phase_el) * s_re + torch.sin(phase_el) * s_im) * form_el * weight).sum(1)
-        # real space (electrode–electrolyte pairs only) and the background cross term
-        i, j, vectors = _cross_pairs(pos_el, pos_ly, box, r_cut)
-        if len(i):
-            r = torch.linalg.norm(vectors, dim=-1)
-            kernel = real_space_kernel(r, widths_el[i] ** 2 + width_ly**2, split2)
-            phi = phi.index_add(0, i, COULOMB * charges_ly[j] * kernel)
+        phi = t["cos"] @ s_re + t["sin"] @ s_im
+        # real space (electrode–electrolyte pairs within r_c, all images) and the background cross term
+        i, j, vectors = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
+        r = torch.linalg.norm(vectors, dim=-1)
+        inside = r.detach() < t["r_cut"]
+        kernel = real_space_kernel(r[inside], widths_el[i[inside]] ** 2 + width_ly**2, split2)
+        phi = phi.index_add(0, i[inside], COULOMB * charges_ly[j[inside]] * kernel)
         phi = phi - split2 * charges_ly.sum() / (EPSILON0 * volume)
         if self.slab:
             phi = phi + self._dipole_prefactor(cell) * pos_el[:, 2] * torch.dot(charges_ly, pos_ly[:, 2])
         return phi
+
+    def pairs(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict,
+              cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Electrode–electrolyte pairs closer than ``cutoff`` over all periodic images of the Ewald cell.
+
+        Returns i (P,) electrode index, j (P,) electrolyte index and the vectors r_j − r_i + n·box (P, 3) in Å,
+        differentiable w.r.t. both positions. The search runs on wrapped, detached copies (electrode side cached
+        for frozen electrodes): O(N_el · N_elyt · images) distance tests without gradient.
+        """
+        box = terms["box"]
+        wrapped_ly, offsets_ly = _wrap(pos_ly, box)
+        inverse = torch.linalg.inv(box.detach())
+        frac = torch.cat([terms["wrapped"], wrapped_ly]) @ inverse
+        extent = frac.max(0).values - frac.min(0).values
+        shifts = _image_shifts(box, cutoff, extent)
+        with torch.no_grad():
+            images = (terms["wrapped"][None, :, :] + (shifts @ box)[:, None, :]).reshape(-1, 3)  # (S·N_el, 3)
+            d2 = (images * images).sum(1)[:, None] + (wrapped_ly * wrapped_ly).sum(1)[None, :] \
+                - 2.0 * images @ wrapped_ly.T
+            flat, j = torch.nonzero(d2 < cutoff * cutoff, as_tuple=True)
+            s_idx, i = flat // terms["wrapped"].shape[0], flat % terms["wrapped"].shape[0]
+        lattice = shifts[s_idx] + offsets_ly[j] - terms["offsets"][i]
+        vectors = pos_ly[j] - pos_el[i] - lattice @ box
+        return i, j, vectors
 
     def check_slab_extent(self, positions: torch.Tensor, cell: torch.Tensor) -> None:
         """Slab: all atoms must lie within 0 ≤ z < L_z (the vacuum of the extended cell stays empty)."""
@@ -155,20 +224,23 @@ class Electrostatics:
                              f"(found z from {float(z.min()):.4f} to {float(z.max()):.4f} Å)")
 
 
-def _cross_pairs(pos_el: torch.Tensor, pos_ly: torch.Tensor, box: torch.Tensor,
-                 r_cut: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Electrode–electrolyte pairs (i electrode, j electrolyte, vector r_j − r_i + n·box) within ``r_cut``."""
-    n_el = pos_el.shape[0]
-    points = torch.cat([pos_el, pos_ly]).detach().cpu().numpy()
-    calculator = vesin.NeighborList(cutoff=float(r_cut), full_list=False)
-    a, b, shifts = calculator.compute(points, box.detach().cpu().numpy(), periodic=True, quantities="ijS")
-    a, b, shifts = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(shifts, np.float64)
-    forward = (a < n_el) & (b >= n_el)
-    backward = (b < n_el) & (a >= n_el)
-    i = np.concatenate([a[forward], b[backward]])
-    j = np.concatenate([b[forward], a[backward]]) - n_el
-    shifts = np.concatenate([shifts[forward], -shifts[backward]])
-    device = pos_el.device
-    i_t, j_t = torch.from_numpy(i).to(device), torch.from_numpy(j).to(device)
-    vectors = pos_ly[j_t] - pos_el[i_t] + torch.from_numpy(shifts).to(device=device, dtype=pos_el.dtype) @ box
-    return i_t, j_t, vectors
+def _wrap(positions: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions wrapped into the cell (detached) and the integer lattice offsets removed, (N, 3) each."""
+    frac = positions.detach() @ torch.linalg.inv(box.detach())
+    offsets = torch.floor(frac)
+    return (frac - offsets) @ box.detach(), offsets
+
+
+def _image_shifts(box: torch.Tensor, cutoff: float, extent: torch.Tensor) -> torch.Tensor:
+    """Integer lattice shifts (S, 3) that can bring two wrapped atoms within ``cutoff``.
+
+    ``extent``: (3,) occupied fraction of the cell along each lattice vector; a direction needs no shift when
+    the empty part of the cell is wider than the cutoff (e.g. the vacuum of the slab cell).
+    """
+    heights = 1.0 / torch.linalg.norm(torch.linalg.inv(box.detach()), dim=0)
+    counts = []
+    for d in range(3):
+        empty = float(heights[d]) * (1.0 - float(extent[d]))
+        counts.append(0 if empty > cutoff else int(math.ceil(cutoff / float(heights[d]))))
+    ranges = [torch.arange(-n, n + 1, dtype=box.dtype, device=box.device) for n in counts]
+    return torch.cartesian_prod(*ranges).reshape(-1, 3)

@@ -33,3 +33,31 @@ def au100_capacitor(lattice: float = AU_LATTICE, repeats: int = 6, layers_z: tup
     layers = [fcc100_layer(lattice, repeats, z, shifted=bool(k % 2)) for k, z in enumerate(layers_z)]
     positions = np.concatenate(layers)
     return np.full(len(positions), 79, dtype=np.int64), positions, np.diag(np.asarray(box, dtype=np.float64))
+
+
+def water_between_electrodes(
+    n_per_side: int = 4,
+    n_layers: int = 4,
+    box: tuple[float, float, float] = AU_BOX,
+    z_range: tuple[float, float] = (13.5, 28.5),
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Water molecules on a grid between the electrodes: atomic numbers (3M,) and positions (3M, 3) Å (O, H, H).
+
+    M = n_per_side² · n_layers molecules with random orientations (O–H 0.9572 Å, H–O–H 104.52°), centred on
+    the cells of a regular grid spanning the lateral box and ``z_range`` (Å).
+    """
+    rng = np.random.default_rng(seed)
+    angle = np.deg2rad(104.52)
+    local = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [0.9572 * np.cos(angle), 0.9572 * np.sin(angle), 0.0]])
+    xs = (np.arange(n_per_side) + 0.5) * box[0] / n_per_side
+    ys = (np.arange(n_per_side) + 0.5) * box[1] / n_per_side
+    zs = z_range[0] + (np.arange(n_layers) + 0.5) * (z_range[1] - z_range[0]) / n_layers
+    positions = []
+    for x in xs:
+        for y in ys:
+            for z in zs:
+                q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+                positions.append(local @ q.T + np.array([x, y, z]))
+    n_mol = len(positions)
+    return np.tile([8, 1, 1], n_mol).astype(np.int64), np.concatenate(positions)

@@ -1,9 +1,9 @@
 """Electrode–electrolyte short-range repulsion: Lennard-Jones 4ε[(σ/r)¹² − (σ/r)⁶], shifted to zero at r_c.
 
 Only electrode–electrolyte pairs interact here (electrode–electrode pairs are frozen or belong to the metal
-model; electrolyte–electrolyte pairs belong to the LES model). Pairs are all (electrode, electrolyte)
-combinations with the minimum-image convention along periodic directions: O(N_el · N_elyt), cheap for the few
-hundred electrode atoms of a typical cell. Pure torch; differentiable w.r.t. positions.
+model; electrolyte–electrolyte pairs belong to the LES model). The pairs (all periodic images) come from
+:meth:`lesmd.electrode.electrostatics.Electrostatics.pairs`, shared with the real-space Ewald sum.
+Pure torch; differentiable w.r.t. the pair distances.
 """
 
 from __future__ import annotations
@@ -26,47 +26,17 @@ def pair_tables(lj: LennardJones, z_electrode: np.ndarray, z_electrolyte: np.nda
     return eps, sig
 
 
-def minimum_image(vectors: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> torch.Tensor:
-    """Wrap (..., 3) difference vectors into the nearest image along periodic directions.
-
-    Raises ``ValueError`` if ``cutoff`` exceeds half the cell height along a periodic direction (the nearest image
-    is then not the only one within the cutoff).
-    """
-    if not bool(pbc.any()):
-        return vectors
-    inverse = torch.linalg.inv(cell)
-    heights = 1.0 / torch.linalg.norm(inverse.detach(), dim=0)
-    for d in range(3):
-        if bool(pbc[d]) and cutoff > 0.5 * float(heights[d]):
-            raise ValueError(f"lennard_jones cutoff {cutoff} Å exceeds half the cell height {float(heights[d]):.3f} Å "
-                             f"along lattice vector {d}")
-    frac = vectors @ inverse
-    shift = torch.where(pbc, torch.round(frac.detach()), torch.zeros_like(frac))
-    return (frac - shift) @ cell
-
-
-def lennard_jones_energy(
-    electrode_positions: torch.Tensor,
-    electrolyte_positions: torch.Tensor,
-    epsilon: torch.Tensor,
-    sigma: torch.Tensor,
-    cell: torch.Tensor,
-    pbc: torch.Tensor,
-    cutoff: float,
-) -> torch.Tensor:
-    """Shifted Lennard-Jones energy (eV) of all electrode–electrolyte pairs closer than ``cutoff`` (Å).
+def lennard_jones_energy(distances: torch.Tensor, epsilon: torch.Tensor, sigma: torch.Tensor,
+                         cutoff: float) -> torch.Tensor:
+    """Shifted Lennard-Jones energy (eV) of electrode–electrolyte pairs.
 
     Args:
-        electrode_positions: (N_el, 3) Å.  electrolyte_positions: (N_elyt, 3) Å.
-        epsilon, sigma: (N_el, N_elyt) pair parameters in eV and Å (ε = 0 switches a pair off).
-        cell: (3, 3) Å rows = lattice vectors.  pbc: (3,) bool.
+        distances: (P,) pair distances in Å (differentiable; pairs beyond ``cutoff`` are ignored).
+        epsilon, sigma: (P,) pair parameters in eV and Å (ε = 0 switches a pair off).
+        cutoff: Å.
     """
-    d = minimum_image(electrolyte_positions[None, :, :] - electrode_positions[:, None, :], cell, pbc, cutoff)
-    r2 = (d * d).sum(-1)
-    active = (r2 < cutoff * cutoff) & (epsilon > 0)
-    if not bool(active.any()):
-        return electrode_positions.new_zeros(()) + 0.0 * (electrolyte_positions.sum() + electrode_positions.sum())
-    r2 = r2[active]
+    active = (distances.detach() < cutoff) & (epsilon > 0)
+    r2 = distances[active] ** 2
     s2 = sigma[active] ** 2
     x6 = (s2 / r2) ** 3
     x6_cut = (s2 / cutoff**2) ** 3

@@ -179,11 +179,7 @@ class ElectrodePotential:
             raise ValueError("positions contain NaN or inf")
         self.electrostatics.check_slab_extent(torch.as_tensor(positions), cell_np)
         electrode, electrolyte, group = self._layout(n_atoms)
-        if self.config.min_distance > 0:
-            from lesmd.potential import check_min_distance
-
-            check_min_distance(positions, cell_np, np.array([True, True, self.config.boundary == "finite_field"]),
-                               self.config.min_distance)
+        self._check_distances(positions, cell_np, electrode, electrolyte)
 
         f64 = dict(dtype=torch.float64, device=self.device)
         mobile = self.config.solver == "cg"
@@ -199,8 +195,20 @@ class ElectrodePotential:
         energy_model, p = self._model(numbers[electrolyte], pos_ly, box, pbc_t)
 
         # 2. potential of the electrolyte charges at the electrode sites (latent units, differentiable)
+        es = self.electrostatics
         if len(electrolyte):
-            phi = self.electrostatics.coupling_potential(pos_el, pos_ly, p, box, widths_el, self.electrolyte_width)
+            terms = es.prepare(pos_el, box, widths_el, self.electrolyte_width)
+            lj = self.config.lennard_jones
+            cutoff = max(terms["r_cut"], lj.cutoff if lj is not None else 0.0, self.config.min_distance)
+            pairs = es.pairs(pos_el, pos_ly, terms, cutoff)
+            distances = torch.linalg.norm(pairs[2], dim=-1)
+            close = distances.detach()
+            if self.config.min_distance > 0 and len(close) and float(close.min()) < self.config.min_distance:
+                k = int(torch.argmin(close))
+                raise ValueError(f"electrode atom {int(electrode[int(pairs[0][k])])} and electrolyte atom "
+                                 f"{int(electrolyte[int(pairs[1][k])])} are {float(distances[k]):.3f} Å apart "
+                                 f"(< {self.config.min_distance} Å): overlapping atoms")
+            phi = es.coupling_potential(pos_el, pos_ly, p, box, widths_el, self.electrolyte_width, terms, pairs)
         else:
             phi = torch.zeros(len(electrode), **f64)
 
@@ -226,7 +234,8 @@ class ElectrodePotential:
         energy = energy_model + energy_el + torch.dot(q, phi) - torch.dot(set_potential[group], q)
         if field != 0.0:
             energy = energy - field * (torch.dot(q, pos_el[:, 2]) + torch.dot(p, pos_ly[:, 2]))
-        energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pos_el, pos_ly, box, pbc_t)
+        if len(electrolyte) and self.config.lennard_jones is not None:
+            energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pairs[0], pairs[1], distances)
 
         out = self._outputs(energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations)
         if "capacitance" in props:
@@ -244,17 +253,28 @@ class ElectrodePotential:
         out = self.model(numbers_t, pos_ly.to(dtype), box.to(dtype), pbc, self.total_charge / self.scale)
         return out["energy"].to(torch.float64), out["charges"].to(torch.float64)
 
-    def _lennard_jones(self, numbers, electrode, electrolyte, pos_el, pos_ly, box, pbc) -> torch.Tensor:
+    def _lennard_jones(self, numbers, electrode, electrolyte, i, j, distances) -> torch.Tensor:
         lj = self.config.lennard_jones
-        if lj is None or len(electrolyte) == 0:
-            return pos_el.new_zeros(())
         key = (tuple(numbers[electrode]), tuple(numbers[electrolyte]))
         if getattr(self, "_lj_key", None) != key:
             eps, sig = pair_tables(lj, numbers[electrode], numbers[electrolyte])
             self._lj_tables = (torch.as_tensor(eps, dtype=torch.float64, device=self.device),
                                torch.as_tensor(sig, dtype=torch.float64, device=self.device))
             self._lj_key = key
-        return lennard_jones_energy(pos_el, pos_ly, *self._lj_tables, box, pbc, lj.cutoff)
+        eps, sig = self._lj_tables
+        return lennard_jones_energy(distances, eps[i, j], sig[i, j], lj.cutoff)
+
+    def _check_distances(self, positions: np.ndarray, cell: np.ndarray, electrode: np.ndarray,
+                         electrolyte: np.ndarray) -> None:
+        """Overlap checks: electrolyte–electrolyte here, electrode–electrode when A is built (electrode–electrolyte
+        pairs are checked on the shared pair list)."""
+        if self.config.min_distance <= 0:
+            return
+        periodic_z = self.config.boundary == "finite_field"
+        if len(electrolyte) > 1:
+            _check_overlaps(positions[electrolyte], cell, periodic_z, self.config.min_distance)
+        if self.config.solver == "cg" or self._frozen is None:
+            _check_overlaps(positions[electrode], cell, periodic_z, self.config.min_distance)
 
     def _outputs(self, energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations):
         n_atoms = pos.shape[0]
@@ -305,6 +325,27 @@ class ElectrodePotential:
                 rhs = rhs + (1.0 if l_ == 0 else -1.0) * pos_el.detach()[:, 2] / float(box[2, 2])
             columns.append(self._solve(system, rhs, constraints, targets)[0])
         return (self.epsilon_inf * indicator.T @ torch.stack(columns, dim=1)).cpu().numpy()
+
+
+def _check_overlaps(positions: np.ndarray, cell: np.ndarray, periodic_z: bool, min_distance: float) -> None:
+    """Raise ``ValueError`` if two atoms (or periodic images) are closer than ``min_distance`` Å.
+
+    The cell-list search runs with a cutoff of at least 2 Å (a tiny cutoff would make vesin allocate millions of
+    cells); the slab's open z direction gets a padded box.
+    """
+    from vesin import NeighborList
+
+    box = np.array(cell, dtype=np.float64)
+    if not periodic_z:
+        box[2, 2] = np.ptp(positions[:, 2]) + 2.0 * max(min_distance, 2.0) + 1.0
+    frac = positions @ np.linalg.inv(box)
+    wrapped = (frac - np.floor(frac)) @ box
+    search = NeighborList(cutoff=max(float(min_distance), 2.0), full_list=False)
+    i, j, d = search.compute(points=wrapped, box=box, periodic=True, quantities="ijd")
+    if len(d) and float(np.min(d)) < min_distance:
+        k = int(np.argmin(d))
+        raise ValueError(f"atoms {int(i[k])} and {int(j[k])} of the same group are {float(d[k]):.3f} Å apart "
+                         f"(< {min_distance} Å): overlapping atoms")
 
 
 def _check_cell(cell: np.ndarray, boundary: str) -> None:

@@ -1,0 +1,105 @@
+"""Cost of the constant-potential electrodes per MD step vs the electrolyte model call.
+
+System: the Au(100) capacitor of :mod:`lesmd.electrode.geometry` (288 electrode atoms, ΔV = 1 V) with 64 water
+molecules (192 atoms) between the plates; frozen electrodes (``solver = "matrix"``). For each boundary
+(finite_field, slab): wall time of one :meth:`ElectrodePotential.compute` (energy + forces) and of the bare model
+call on the 192 water atoms (energy + forces by autograd) in the same process: median CPU time of the process
+(``time.process_time``, not wall time, so that other jobs on shared cores do not distort the ratio) of ≥ 5 calls
+after a warm-up, ``torch.set_num_threads(1)`` by default. The electrode overhead is step − model (coupling
+potential, solve, energy assembly, backward through the coupling); target (issue 6): ≤ 20 % of the step.
+Model: the default water model (lesmd.models.io.load_model()) if it exists, else an untrained LESModel
+(MomentNetwork H/O, cutoff 5 Å, σ = 1 Å) of the same size; the script says which.
+
+Usage: python benchmarks/bench_electrode.py [--repeats 5] [--threads 1]
+Last line: boundary=<b> step=<s> model=<s> electrode=<s> electrode_fraction=<x>
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from lesmd.electrode import ElectrodePotential, config_from_dict
+from lesmd.electrode.geometry import au100_capacitor, water_between_electrodes
+
+
+def load_water_model() -> tuple[torch.nn.Module, str]:
+    """The default water model, or an untrained LESModel of similar size."""
+    from lesmd.models.io import default_model_path, load_model
+
+    if default_model_path().is_file():
+        return load_model(), f"default water model ({default_model_path().name})"
+    from lesmd.models.les import LESModel
+    from lesmd.models.shortrange import MomentNetwork
+
+    model = LESModel(MomentNetwork([1, 8], cutoff=5.0), sigma=1.0).eval()
+    return model, "untrained LESModel (MomentNetwork H/O, cutoff 5 Å, σ = 1 Å; no default model file found)"
+
+
+def cpu_time(function, repeats: int) -> float:
+    """Median CPU time (s) of this process per call after a warm-up: robust when other jobs share the cores."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        function()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model, label = load_water_model()
+    print(f"model: {label}")
+    au_numbers, au_positions, cell = au100_capacitor()
+    w_numbers, w_positions = water_between_electrodes()
+    numbers = np.concatenate([au_numbers, w_numbers])
+    positions = np.vstack([au_positions, w_positions])
+    n_el = len(au_numbers)
+    print(f"atoms: {n_el} electrode + {len(w_numbers)} water")
+    dtype = next(model.parameters()).dtype
+    line = ""
+    for boundary in ("finite_field", "slab"):
+        pbc = torch.tensor([True, True, boundary == "finite_field"])
+        config = config_from_dict({
+            "boundary": boundary,
+            "electrode": [{"indices": f"0:{n_el // 2}", "potential": -0.5},
+                          {"indices": f"{n_el // 2}:{n_el}", "potential": 0.5}],
+            "lennard_jones": {"cutoff": 10.0, "Au": {"epsilon": 0.2294, "sigma": 2.629},
+                              "O": {"epsilon": 0.00674, "sigma": 3.166}}})
+        potential = ElectrodePotential(model, config)
+
+        def model_call(pbc=pbc):
+            pos = torch.tensor(w_positions, dtype=dtype, requires_grad=True)
+            out = model(torch.tensor(w_numbers), pos, torch.tensor(cell, dtype=dtype), pbc)
+            torch.autograd.grad(out["energy"], pos)
+
+        def step(potential=potential):
+            potential.compute(numbers, positions, cell, None, ["energy", "forces"])
+
+        try:
+            t_model = cpu_time(model_call, args.repeats)
+        except ValueError as error:
+            print(f"{boundary}: the model cannot run this boundary yet ({error})")
+            continue
+        t_step = cpu_time(step, args.repeats)
+        overhead = t_step - t_model
+        q = potential.last_results["electrode_total_charges"]
+        print(f"{boundary:12s} step {t_step * 1e3:8.1f} ms  model {t_model * 1e3:8.1f} ms  "
+              f"electrode {overhead * 1e3:7.1f} ms  ({overhead / t_step:.1%} of the step)  Q_top={q[1]:+.4f} e")
+        line = (f"boundary={boundary} step={t_step:.4f} model={t_model:.4f} electrode={overhead:.4f} "
+                f"electrode_fraction={overhead / t_step:.3f}")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
