@@ -45,8 +45,9 @@ class ElectrodeDriver(Dummy_driver):
         import torch
 
         dtype = {None: None, "float32": torch.float32, "float64": torch.float64}[self.dtype]
-        base = LESPotential(self.model, total_charge=self.charge, dtype=dtype)
-        self.potential = potential_from_config(self.config, base)
+        # no model given: the embedded default, loaded lazily (vacuum electrodes need no model file)
+        base = None if self.model is None and dtype is None else LESPotential(self.model, dtype=dtype)
+        self.potential = potential_from_config(self.config, base, total_charge=self.charge)
         self.driver = IPIDriver(self.potential, read_numbers(self.template), pbc=True, extras=("charges",))
         self.driver.properties = ("energy", "forces", "charges", "dipole")  # no stress for electrode cells
 

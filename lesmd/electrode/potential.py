@@ -61,11 +61,6 @@ class ElectrodePotential:
         self.scale = math.sqrt(self.epsilon_inf)
         self.total_charge = float(total_charge)
         self.dtype = torch.float64
-        width = self.config.electrolyte_width
-        if width is None:
-            sigma = getattr(self.model, "sigma", None)
-            width = float(sigma) / math.sqrt(2.0) if sigma is not None else 0.0
-        self.electrolyte_width = float(width)
         self._frozen: dict | None = None
         self.electrostatics = Electrostatics(self.config.boundary, self.config.accuracy, self.config.slab_factor,
                                              self.config.real_space_cutoff)
@@ -74,6 +69,14 @@ class ElectrodePotential:
         self.last_results: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------- set-up
+    @property
+    def electrolyte_width(self) -> float:
+        """Gaussian standard deviation (Å) of the electrolyte charges: the config's, else the model's σ/√2."""
+        if self.config.electrolyte_width is not None:
+            return float(self.config.electrolyte_width)
+        sigma = getattr(self.model, "sigma", None)
+        return float(sigma) / math.sqrt(2.0) if sigma is not None else 0.0
+
     @property
     def electrode_indices(self) -> np.ndarray:
         """Indices of all electrode atoms, electrode by electrode (the order of "electrode_charges")."""
@@ -246,6 +249,8 @@ class ElectrodePotential:
     def _model(self, numbers: np.ndarray, pos_ly: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor):
         if len(numbers) == 0:
             return pos_ly.new_zeros(()), pos_ly.new_zeros(0)
+        if self.model is None:  # the embedded default model, loaded on first use
+            self.model, self.model_dtype, _, _ = _unpack_base(str(_default_model_path()))
         numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
         if hasattr(self.model, "check_species"):
             self.model.check_species(numbers_t)
@@ -348,6 +353,12 @@ def _check_overlaps(positions: np.ndarray, cell: np.ndarray, periodic_z: bool, m
                          f"(< {min_distance} Å): overlapping atoms")
 
 
+def _default_model_path():
+    from lesmd.models.io import default_model_path
+
+    return default_model_path()
+
+
 def _check_cell(cell: np.ndarray, boundary: str) -> None:
     if not np.all(np.isfinite(cell)):
         raise ValueError("cell contains NaN or inf")
@@ -359,8 +370,14 @@ def _check_cell(cell: np.ndarray, boundary: str) -> None:
 
 
 def _unpack_base(base) -> tuple[torch.nn.Module | None, torch.dtype, str, float]:
-    """(model, model dtype, device, ε∞) from an LESPotential, a model, a path or None."""
-    if base is not None and hasattr(base, "model") and hasattr(base, "compute"):
+    """(model, model dtype, device, ε∞) from an LESPotential, a model, a path or None.
+
+    None (the embedded default model) is loaded lazily, on the first structure with electrolyte atoms, so that
+    vacuum electrodes run without any model file.
+    """
+    if base is None:
+        return None, torch.float32, "cpu", 1.0
+    if hasattr(base, "model") and hasattr(base, "compute"):
         return base.model, base.dtype, base.device, getattr(base, "epsilon_inf", 1.0)
     if isinstance(base, torch.nn.Module):
         ref = next(iter(base.parameters()), None)
@@ -373,11 +390,14 @@ def _unpack_base(base) -> tuple[torch.nn.Module | None, torch.dtype, str, float]
     return pot.model, pot.dtype, pot.device, pot.epsilon_inf
 
 
-def potential_from_config(path: str | Path, base_potential=None) -> ElectrodePotential:
+def potential_from_config(path: str | Path, base_potential=None, *, total_charge: float | None = None
+                          ) -> ElectrodePotential:
     """The :class:`ElectrodePotential` described by the TOML file ``path`` around ``base_potential``.
 
     ``base_potential``: an LESPotential (as built by ``lesmd serve``), a model, a model path, or None (default
-    model). Used by ``lesmd serve --electrode CONFIG`` and ``drivers/electrode.py``.
+    model, loaded on first use). ``total_charge`` (e): electrolyte charge, default the base potential's (or 0).
+    Used by ``lesmd serve --electrode CONFIG`` and ``drivers/electrode.py``.
     """
-    total_charge = getattr(base_potential, "total_charge", 0.0)
+    if total_charge is None:
+        total_charge = getattr(base_potential, "total_charge", 0.0)
     return ElectrodePotential(base_potential, load_config(path), total_charge=total_charge)
