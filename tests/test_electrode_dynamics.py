@@ -159,3 +159,30 @@ def test_ipi_driver_plugin_returns_atomic_units_and_electrode_extras(tmp_path):
     data = json.loads(extras)
     assert np.allclose(data["electrode_total_charges"], out["electrode_total_charges"], atol=1e-12)
     assert np.allclose(data["charges"], out["charges"], atol=1e-12)
+
+
+def test_lesmd_serve_wraps_an_les_model_file_in_the_electrode_potential(tmp_path):
+    from lesmd.ipi import build_potential
+    from lesmd.models.io import load_model, save_model
+    from lesmd.models.les import LESModel
+    from lesmd.models.shortrange import MomentNetwork
+
+    torch.manual_seed(0)
+    save_model(LESModel(MomentNetwork([1, 8], cutoff=4.0, hidden=(8,)), sigma=1.0), tmp_path / "m.pt")
+    config = tmp_path / "electrode.toml"
+    config.write_text('[[electrode]]\nindices = "0:36"\npotential = -0.5\n'
+                      '[[electrode]]\nindices = "36:72"\npotential = 0.5\n')
+    water = np.array([[3.0, 3.0, 20.0], [3.9, 3.0, 20.3], [2.7, 3.8, 20.5],
+                      [8.0, 8.0, 24.0], [8.6, 8.7, 24.2], [8.4, 7.3, 24.5]])
+    numbers, positions = np.concatenate([AU_NUMBERS, [8, 1, 1, 8, 1, 1]]), np.vstack([AU_POSITIONS, water])
+    served = build_potential(str(tmp_path / "m.pt"), electrode=str(config))
+    assert isinstance(served, ElectrodePotential)
+    assert abs(served.electrolyte_width - 1.0 / math.sqrt(2.0)) < 1e-12  # the model's LES width σ/√2
+    direct = ElectrodePotential(load_model(tmp_path / "m.pt"), config_from_dict({
+        "electrode": [{"indices": "0:36", "potential": -0.5}, {"indices": "36:72", "potential": 0.5}]}))
+    a = served.compute(numbers, positions, CELL, None, ["energy", "forces"])
+    b = direct.compute(numbers, positions, CELL, None, ["energy", "forces"])
+    assert abs(float(a["energy"]) - float(b["energy"])) < 1e-9
+    assert np.abs(a["electrode_total_charges"] - b["electrode_total_charges"]).max() < 1e-12
+    with pytest.raises(ValueError, match="external field"):
+        build_potential(str(tmp_path / "m.pt"), electrode=str(config), efield="0,0,0.1")

@@ -56,6 +56,9 @@ class ElectrodePotential:
         if config is None:
             raise ValueError("ElectrodePotential needs an electrode config")
         self.config = load_config(config) if isinstance(config, (str, Path)) else config
+        if getattr(base, "efield", None) is not None:
+            raise ValueError("an external field on top of electrodes is not supported: the electrodes set the field "
+                             "(use boundary = 'finite_field' for a fully periodic cell)")
         self.model, self.model_dtype, self.device, eps = _unpack_base(base)
         self.epsilon_inf = float(eps if self.config.epsilon_inf is None else self.config.epsilon_inf)
         self.scale = math.sqrt(self.epsilon_inf)
