@@ -209,3 +209,28 @@ def test_rigid_dipoles_follow_langevin_orientation_law():
     measured = cos_theta.reshape(len(cos_theta), len(charges), per_group).mean(axis=(0, 2))
     np.testing.assert_allclose(measured, langevin, atol=0.01)
     assert np.all(np.diff(measured) > 0.1)  # the stronger the dipole, the better aligned
+
+
+def test_les_water_model_field_forces_equal_born_charges_transpose_times_field():
+    # an LESModel (the architecture of the default water model; untrained weights) on a periodic water box:
+    # latent charges depend on the environment, Z* comes from the charge derivatives with minimum-image vectors
+    from lesmd.models.les import LESModel
+    from lesmd.models.shortrange import MomentNetwork
+    from lesmd.structures import water_box
+
+    torch.manual_seed(1)
+    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=1, hidden=[8]), charge_hidden=(8,))
+    atoms = water_box(8, seed=2)
+    atoms.positions += np.random.default_rng(2).normal(scale=0.05, size=atoms.positions.shape)
+    atoms.positions[:3] += atoms.cell[0]  # an unwrapped molecule (itinerant positions)
+    field = np.array([0.05, -0.02, 0.1])
+    pot0 = LESPotential(model, dtype=torch.float64)
+    pot1 = LESPotential(model, efield=field, dtype=torch.float64)
+    args = (atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc)
+    out0 = pot0.compute(*args, ["energy", "forces", "born_effective_charges"])
+    out1 = pot1.compute(*args, ["energy", "forces"])
+    bec = out0["born_effective_charges"]
+    assert np.max(np.abs(bec - out0["charges"][:, None, None] * np.eye(3))) > 1e-3
+    np.testing.assert_allclose(out1["forces"] - out0["forces"], np.einsum("iab,a->ib", bec, field), rtol=1e-6,
+                               atol=1e-10)
+    assert out1["energy"] == pytest.approx(out0["energy"] - field @ out0["dipole"], abs=1e-10)
