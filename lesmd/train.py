@@ -68,9 +68,9 @@ class TrainConfig:
     bec_weight: float = 0.0
     epsilon_inf: float = 1.0
     epochs: int = 200
-    batch_size: int = 2
-    lr: float = 5e-3
-    lr_min: float = 5e-5
+    batch_size: int = 1
+    lr: float = 4e-3
+    lr_min: float = 2e-5
     weight_decay: float = 0.0
     ema_decay: float = 0.99
     patience: int = 50
