@@ -1,6 +1,6 @@
 """i-PI PES plugin for lesmd: LES models in i-PI's Python driver and in ``<ffdirect>`` (no socket).
 
-    i-pi-py_driver -m custom -P drivers/les.py -u -a NAME -o template=init.xyz,model=water.pt,extras=dipole;BEC
+    i-pi-py_driver -m custom -P drivers/les.py -u -a NAME -o 'template=init.xyz,model=water.pt,extras=dipole;BEC'
 
 or, in-process, ``<ffdirect name="les"><pes>custom</pes><pes_path>drivers/les.py</pes_path>
 <parameters>{template: init.xyz, extras: dipole;BEC}</parameters></ffdirect>``.
