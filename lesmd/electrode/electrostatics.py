@@ -175,8 +175,8 @@ class Electrostatics:
         split2, volume = t["split2"], t["volume"]
         # reciprocal space: S(k) of the electrolyte, then 2 w f_i Re[e^(−ik·r_i) S(k)]
         phase_ly = pos_ly @ t["k"].T
-        qf = charges_ly[:, None] * t["form_ly"][None, :]
-        s_re, s_im = (qf * torch.cos(phase_ly)).sum(0), (qf * torch.sin(phase_ly)).sum(0)
+        s_re = t["form_ly"] * (charges_ly @ torch.cos(phase_ly))  # one electrolyte width: f(k) factors out
+        s_im = t["form_ly"] * (charges_ly @ torch.sin(phase_ly))
         phi = t["cos"] @ s_re + t["sin"] @ s_im
         # real space (electrode–electrolyte pairs within r_c, all images) and the background cross term
         i, j, vectors = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
