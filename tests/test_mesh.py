@@ -81,8 +81,9 @@ def test_mesh_stress_equals_finite_difference_of_mesh_energy():
 
 
 def test_mesh_with_point_charges_and_mixed_widths_equals_direct_sum():
-    """Mesh reciprocal part + real-space part (point charges force a split) vs the direct sum."""
+    """Mesh reciprocal part + real-space part (point charges force a split) vs the direct sum, charged cell."""
     charges, positions, cell = _water_density_system(150, seed=5)
+    charges = charges + 0.5 / 150
     widths = torch.zeros(150, dtype=F64)
     widths[50:100] = 0.36
     widths[100:] = 0.71

@@ -27,6 +27,8 @@ Q2_g = Σ_{i in group} q_i². This lowers the mesh error by one to two orders of
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -149,10 +151,15 @@ def _half_mesh_factors(shape: tuple[int, int, int], order: int) -> tuple[torch.T
 
 def _flat_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
     """(N·p³,) int32 flat mesh indices of the points floor(u) − j (periodic wrap), in spread's value layout."""
-    offsets = torch.arange(order, device=base.device)
-    idx = [((base[:, d, None] - offsets) % shape[d]).int() for d in range(3)]
-    plane = (idx[0][:, :, None] * shape[1] + idx[1][:, None, :]) * shape[2]
-    return (plane[:, :, :, None] + idx[2][:, None, None, :]).reshape(-1)
+    strides = (shape[1] * shape[2], shape[2], 1)
+    offsets = torch.arange(order - 1, -order, -1, device=base.device)[:order]  # p−1 … 0 after the shift below
+    parts = []
+    for d in range(3):
+        # table[t] = ((t − (p − 1)) mod K_d) · stride_d for t = base mod K_d + p − 1 − j ∈ [0, K_d + p − 1)
+        table = (torch.arange(-(order - 1), shape[d], device=base.device) % shape[d]).int() * strides[d]
+        parts.append(table[(base[:, d] % shape[d])[:, None] + offsets])  # (N, p)
+    plane = parts[0][:, :, None] + parts[1][:, None, :]
+    return (plane[:, :, :, None] + parts[2][:, None, None, :]).reshape(-1)
 
 
 class _Spread(torch.autograd.Function):
@@ -231,6 +238,55 @@ def _mode_k2(inverse_cell: torch.Tensor, m: list[torch.Tensor]) -> torch.Tensor:
     return k2 + m2 * (metric[2, 2] * m2 + (2.0 * metric[0, 2]) * m0 + (2.0 * metric[1, 2]) * m1)
 
 
+@dataclass
+class _MeshSetup:
+    """Cell-dependent mesh quantities: inverse cell, mode weights, per-group form factors and self corrections."""
+
+    inverse: torch.Tensor
+    weights: torch.Tensor  # G(m) B(m) mult (× e^(−k² s²) for a single width group)
+    forms: list[torch.Tensor]  # e^(−k² s_g²/2) per group (empty for a single group)
+    corrections: list[torch.Tensor]  # Σ_m G e^(−k² s_g²) (B Π⟨|w|²⟩ − 1) mult, per group
+
+
+_SETUP_CACHE: OrderedDict = OrderedDict()
+_SETUP_CACHE_SIZE = 4
+
+
+def _mesh_setup(
+    cell: torch.Tensor, shape: tuple[int, int, int], order: int, window: tuple[float, float, float], groups: tuple
+) -> _MeshSetup:
+    """Mesh quantities for this cell; cached (keyed on the cell's values) when the cell carries no gradient.
+
+    With ``cell.requires_grad`` (stress) they are recomputed every call so they stay differentiable.
+    """
+    key = None
+    if not cell.requires_grad:
+        key = (cell.detach().cpu().numpy().tobytes(), cell.dtype, cell.device, shape, order, window, groups)
+        if key in _SETUP_CACHE:
+            _SETUP_CACHE.move_to_end(key)
+            return _SETUP_CACHE[key]
+    split2, k_on, k_cut = window
+    b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
+    inverse = inverse_cell(cell)
+    k2 = _mode_k2(inverse, m)
+    k2_safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
+    denominator = 2.0 * volume(cell) * EPSILON0
+    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / denominator
+    kernel = torch.where(k2 > 0, kernel, torch.zeros_like(kernel))  # G(m) without B(m): the exact weights
+    if len(groups) == 1:  # one width: fold the form factor into the kernel
+        kernel = kernel * torch.exp(-k2 * groups[0])
+        setup = _MeshSetup(inverse, kernel * b_mult, [], [(kernel * aliasing).sum()])
+    else:
+        forms = [torch.exp(-0.5 * k2 * width2) for width2 in groups]
+        corrections = [(kernel * form * form * aliasing).sum() for form in forms]
+        setup = _MeshSetup(inverse, kernel * b_mult, forms, corrections)
+    if key is not None:
+        _SETUP_CACHE[key] = setup
+        if len(_SETUP_CACHE) > _SETUP_CACHE_SIZE:
+            _SETUP_CACHE.popitem(last=False)
+    return setup
+
+
 def mesh_energy(
     charges: torch.Tensor,
     positions: torch.Tensor,
@@ -249,26 +305,17 @@ def mesh_energy(
         split2 a² Å², window k_on/k_cut Å⁻¹, mesh ``spacing`` Å, B-spline ``order``.
     """
     shape = mesh_shape(cell, spacing, order)
-    b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
-    inverse = inverse_cell(cell)
-    k2 = _mode_k2(inverse, m)
-    k2_safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
-    denominator = 2.0 * volume(cell) * EPSILON0
-    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / denominator
-    kernel = torch.where(k2 > 0, kernel, torch.zeros_like(kernel))  # G(m) without B(m): the exact weights
-    groups = torch.unique(widths2.detach())
-    if groups.numel() == 1:  # one width: fold the form factor into the kernel
-        kernel = kernel * torch.exp(-k2 * groups[0])
-        structure = torch.fft.rfftn(spread(charges, positions, inverse, shape, order))
+    groups = tuple(float(w) for w in torch.unique(widths2.detach()).tolist())
+    setup = _mesh_setup(cell, shape, order, (split2, k_on, k_cut), groups)
+    if len(groups) == 1:
+        structure = torch.fft.rfftn(spread(charges, positions, setup.inverse, shape, order))
         power = torch.view_as_real(structure).square().sum(-1)
-        correction = (charges * charges).sum() * (kernel * aliasing).sum()
-        return (kernel * b_mult * power).sum() - correction
+        return (setup.weights * power).sum() - (charges * charges).sum() * setup.corrections[0]
     structure, correction = None, positions.new_zeros(())
-    for width2 in groups:
+    for width2, form, coefficient in zip(groups, setup.forms, setup.corrections, strict=True):
         select = widths2 == width2
-        form = torch.exp(-0.5 * k2 * width2)
-        part = torch.fft.rfftn(spread(charges[select], positions[select], inverse, shape, order)) * form
+        part = torch.fft.rfftn(spread(charges[select], positions[select], setup.inverse, shape, order)) * form
         structure = part if structure is None else structure + part
-        correction = correction + (charges[select] ** 2).sum() * (kernel * form * form * aliasing).sum()
+        correction = correction + (charges[select] ** 2).sum() * coefficient
     power = torch.view_as_real(structure).square().sum(-1)
-    return (kernel * b_mult * power).sum() - correction
+    return (setup.weights * power).sum() - correction
