@@ -39,6 +39,8 @@ UNIX_PREFIX = "/tmp/ipi_"
 EXTRAS = ("dipole", "BEC", "charges")
 DEFAULT_EXTRAS = ("dipole", "charges")
 DEFAULT_PORT = 31415
+#: results of the constant-potential electrode potential forwarded to i-PI by `lesmd serve --electrode`
+ELECTRODE_EXTRAS = ("electrode_total_charges", "electrode_potentials")
 
 
 def parse_extras(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -78,16 +80,21 @@ class IPIDriver:
         numbers: (N,) atomic numbers in i-PI's atom order (i-PI sends positions only).
         pbc: treat the structure as 3-D periodic (i-PI always has a cell; False ignores it: open boundaries).
         extras: names from :data:`EXTRAS` to send in the JSON extras string.
+        extra_results: further result names of the potential sent as-is in the extras (e.g. the electrode's
+            "electrode_total_charges"), taken from ``potential.last_results`` if it has one, else from the results.
+        stress: compute the virial (default: when periodic); False sends a zero virial (no NPT).
     """
 
     def __init__(self, potential, numbers: Sequence[int], *, pbc: bool = True,
-                 extras: Sequence[str] = DEFAULT_EXTRAS) -> None:
+                 extras: Sequence[str] = DEFAULT_EXTRAS, extra_results: Sequence[str] = (),
+                 stress: bool | None = None) -> None:
         self.potential = potential
         self.numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
         self.pbc = np.array([bool(pbc)] * 3)
         self.extras = parse_extras(extras)
+        self.extra_results = tuple(extra_results)
         props = ["energy", "forces", "charges", "dipole"]
-        if self.pbc.all():
+        if self.pbc.all() and stress is not False:
             props.append("stress")
         if "BEC" in self.extras:
             props.append("born_effective_charges")
@@ -131,6 +138,10 @@ class IPIDriver:
             data["BEC"] = bec.transpose(0, 2, 1).reshape(-1, 3).tolist()  # row 3i+β, column α
         if "charges" in self.extras:
             data["charges"] = np.asarray(out["charges"]).reshape(-1).tolist()
+        if self.extra_results:
+            source = getattr(self.potential, "last_results", None) or out
+            for key in self.extra_results:
+                data[key] = np.asarray(source[key]).tolist()
         return json.dumps(data)
 
 
@@ -385,7 +396,11 @@ def run_cli(args: argparse.Namespace, potential=None) -> int:
         potential = build_potential(args.model, charge=args.charge, epsilon_inf=args.epsilon_inf,
                                     efield=args.efield, electrode=args.electrode, dtype=args.dtype,
                                     device=args.device)
-    driver = IPIDriver(potential, numbers, pbc=not args.open_boundaries, extras=args.extras)
+    if args.electrode:  # electrode cells: no virial; per-electrode totals and potentials in the extras
+        driver = IPIDriver(potential, numbers, pbc=not args.open_boundaries, extras=args.extras, stress=False,
+                           extra_results=ELECTRODE_EXTRAS)
+    else:
+        driver = IPIDriver(potential, numbers, pbc=not args.open_boundaries, extras=args.extras)
     client = IPIClient(driver, unix=args.unix, host=args.host, port=args.port, timeout=args.timeout,
                        reconnect=args.reconnect)
     return client.run()
