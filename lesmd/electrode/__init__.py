@@ -11,7 +11,9 @@ of the electrolyte charges p at electrode site i, Ψ_k the set potential of elec
 A q = b + λ1 with b_i = Ψ_k(i) − φ_i + E_z z_i. An electrode may instead carry a fixed total charge (one more
 constraint). Boundaries:
 
-* ``slab``: x, y periodic, z open (pbc T,T,F) with the 2-D (slab) correction of :mod:`lesmd.les.ewald`;
+* ``slab``: x, y periodic, z open: Ewald in a cell ``slab_factor`` (3) times taller with the Yeh–Berkowitz dipole
+  correction (EW3DC, as LAMMPS ``kspace_modify slab 3.0``; :mod:`lesmd.electrode.electrostatics`); all atoms
+  must lie in 0 ≤ z < L_z;
 * ``finite_field``: 3-D periodic (tin-foil) with the set potentials Ψ_bot, Ψ_top kept AND a uniform field
   E_z = −(Ψ_top − Ψ_bot)/L_z acting on every charge (Dufils, Jeanmairet, Rotenberg, Sprik, Salanne, PRL 123,
   195501 (2019)). Both are needed: for two charged sheets the periodic potential drop across the gap is
@@ -35,17 +37,25 @@ The electrolyte charges couple to the electrodes as Gaussians of the model's LES
 
 Electrode–electrolyte short range: Lennard-Jones with user parameters (:mod:`lesmd.electrode.lennard_jones`).
 
-Solvers. ``matrix`` (frozen electrodes): A⁻¹ is built once (O(N_el³)) and reused; each step costs one Ewald
-potential of the electrolyte at the electrode sites plus O(N_el²). ``cg`` (mobile electrodes): projected
-preconditioned conjugate gradients, matrix-free (one Ewald potential per iteration), warm-started.
+Solvers. ``matrix`` (frozen electrodes): A⁻¹ is built once (O(N_el³)) and reused, the electrode k-space factors
+are cached; each step costs the electrode–electrolyte Ewald coupling O((N_el + N_elyt)·N_k + pairs) plus
+O(N_el²). Frozen electrode atoms get zero forces. ``cg`` (mobile electrodes): A is rebuilt from the current
+positions every step (no O(N³) factorisation) and solved by projected Jacobi-preconditioned conjugate gradients,
+warm-started from the previous step; electrode atoms get their full forces.
+
+Outputs of ``compute``: "energy" Ω (eV), "forces", "charges" (all atoms, e), "dipole", "electrode_charges",
+"electrode_total_charges" (e), "electrode_potentials" (V, up to a common constant), and on request
+"capacitance" C_kl = ∂Q_k/∂Ψ_l (e/V). No stress (the i-PI virial is zero: no NPT).
 
 Config file (TOML)::
 
     boundary = "slab"            # "slab" (pbc T,T,F) or "finite_field" (3-D periodic + E_z = −ΔΨ/L_z)
     solver = "matrix"            # "matrix" (frozen electrodes) or "cg" (mobile electrodes)
-    accuracy = 1e-8              # relative accuracy of the Ewald sums
+    accuracy = 1e-6              # relative accuracy of the Ewald sums
     # electrolyte_width = 0.0    # Å; default: the model's LES width σ/√2; 0 = point charges
     # epsilon_inf = 1.0          # default: the base potential's ε∞ (1 for a bare model)
+    # real_space_cutoff = 16.0   # Å, real-space cutoff of the electrode–electrolyte Ewald sum
+    # slab_factor = 3.0          # slab: Ewald cell height in units of L_z (EW3DC)
     # cg_tolerance = 1e-9        # V, largest residual potential error of the CG solver
     # cg_max_iterations = 1000
     # min_distance = 0.3         # Å, closer atoms raise an error
