@@ -186,3 +186,14 @@ def test_lesmd_serve_wraps_an_les_model_file_in_the_electrode_potential(tmp_path
     assert np.abs(a["electrode_total_charges"] - b["electrode_total_charges"]).max() < 1e-12
     with pytest.raises(ValueError, match="external field"):
         build_potential(str(tmp_path / "m.pt"), electrode=str(config), efield="0,0,0.1")
+    # forces include the latent-charge derivative terms ∂p/∂r (float64 model, finite differences of Ω)
+    exact = ElectrodePotential(load_model(tmp_path / "m.pt", dtype=torch.float64), direct.config)
+    forces = exact.compute(numbers, positions, CELL, None, ["energy", "forces"])["forces"]
+    h = 1e-4
+    for atom, d in [(N_EL, 0), (N_EL + 1, 2), (N_EL + 4, 1)]:
+        plus, minus = positions.copy(), positions.copy()
+        plus[atom, d] += h
+        minus[atom, d] -= h
+        e_plus = float(exact.compute(numbers, plus, CELL, None, ["energy"])["energy"])
+        e_minus = float(exact.compute(numbers, minus, CELL, None, ["energy"])["energy"])
+        assert abs(forces[atom, d] + (e_plus - e_minus) / (2 * h)) < 1e-6 + 1e-5 * abs(forces[atom, d])

@@ -174,9 +174,8 @@ class Electrostatics:
         t = self.prepare(pos_el, cell, widths_el, width_ly) if terms is None else terms
         split2, volume = t["split2"], t["volume"]
         # reciprocal space: S(k) of the electrolyte, then 2 w f_i Re[e^(−ik·r_i) S(k)]
-        phase_ly = pos_ly @ t["k"].T
-        s_re = t["form_ly"] * (charges_ly @ torch.cos(phase_ly))  # one electrolyte width: f(k) factors out
-        s_im = t["form_ly"] * (charges_ly @ torch.sin(phase_ly))
+        s_re, s_im = _StructureFactor.apply(charges_ly, pos_ly, t["k"].detach())
+        s_re, s_im = t["form_ly"] * s_re, t["form_ly"] * s_im  # one electrolyte width: f(k) factors out
         phi = t["cos"] @ s_re + t["sin"] @ s_im
         # real space (electrode–electrolyte pairs within r_c, all images) and the background cross term
         i, j, vectors = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
@@ -222,6 +221,25 @@ class Electrostatics:
         if float(z.min()) < -1e-9 or float(z.max()) >= lz:
             raise ValueError(f"slab boundary: atoms must lie within 0 ≤ z < L_z = {lz:.4f} Å "
                              f"(found z from {float(z.min()):.4f} to {float(z.max()):.4f} Å)")
+
+
+class _StructureFactor(torch.autograd.Function):
+    """(Σ_j q_j cos(k·r_j), Σ_j q_j sin(k·r_j)) for (M, 3) k-vectors, with a backward pass that reuses the
+    forward cos/sin (autograd would recompute both) — the dominant cost of a frozen-electrode step."""
+
+    @staticmethod
+    def forward(ctx, charges: torch.Tensor, positions: torch.Tensor, k: torch.Tensor):
+        phase = positions @ k.T
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        ctx.save_for_backward(charges, cos, sin, k)
+        return charges @ cos, charges @ sin
+
+    @staticmethod
+    def backward(ctx, grad_re: torch.Tensor, grad_im: torch.Tensor):
+        charges, cos, sin, k = ctx.saved_tensors
+        grad_charges = cos @ grad_re + sin @ grad_im
+        grad_positions = (charges[:, None] * (cos * grad_im - sin * grad_re)) @ k
+        return grad_charges, grad_positions, None
 
 
 def _wrap(positions: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
