@@ -11,6 +11,15 @@ from lesmd.units import COULOMB
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Many small tensor operations: one thread is faster on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _mixed_system(charged: bool = True, seed: int = 3):
     gen = torch.Generator().manual_seed(seed)
     cell = torch.tensor([[8.0, 0.0, 0.0], [0.9, 7.5, 0.0], [-0.6, 0.7, 9.0]], dtype=F64)

@@ -10,6 +10,17 @@ from lesmd.les.potentials import gaussian_coulomb
 from lesmd.units import COULOMB
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Many small tensor operations: one thread is faster on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 ROCK_SALT = 1.747564595
 CESIUM_CHLORIDE = 1.762674773
 
