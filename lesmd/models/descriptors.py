@@ -59,22 +59,33 @@ _M9_FROM = [0, 3, 4, 3, 1, 5, 4, 5, 2]
 _M9_W = [1.0, 1 / SQRT2, 1 / SQRT2, 1 / SQRT2, 1.0, 1 / SQRT2, 1 / SQRT2, 1 / SQRT2, 1.0]
 
 
+def _selection(rows: int, picks: list[tuple[int, float]], dtype, device) -> torch.Tensor:
+    """Constant (rows, len(picks)) matrix with column c = weight at row index (a matmul instead of indexing)."""
+    m = torch.zeros(rows, len(picks), dtype=dtype, device=device)
+    for c, (row, weight) in enumerate(picks):
+        m[row, c] = weight
+    return m
+
+
 def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
     """Stored components of u^{⊗L}, L = 0..l_max, concatenated: shape (E, Σ N_COMPONENTS[:l_max+1]).
 
     Order: L=0: 1; L=1: x, y, z; L=2: xx, yy, zz, √2xy, √2xz, √2yz;
     L=3: xxx, yyy, zzz, √3xxy, √3xxz, √3xyy, √3yyz, √3xzz, √3yzz, √6xyz.
+    Products are selected with small constant matrices (fast forward and backward on CPU).
     """
+    n = u.shape[0]
     parts = [torch.ones_like(u[:, :1])]
     if l_max >= 1:
         parts.append(u)
     if l_max >= 2:
-        w2 = u.new_tensor(_L2_W)
-        y2 = u[:, _L2_A] * u[:, _L2_B] * w2
+        p2 = _selection(9, [(3 * a + b, w) for a, b, w in zip(_L2_A, _L2_B, _L2_W, strict=True)], u.dtype, u.device)
+        y2 = (u.unsqueeze(2) * u.unsqueeze(1)).view(n, 9) @ p2
         parts.append(y2)
     if l_max >= 3:
-        w3 = u.new_tensor(_L3_W) / u.new_tensor(_L2_W)[_L3_FROM]
-        parts.append(y2[:, _L3_FROM] * u[:, _L3_C] * w3)
+        picks = [(3 * f + c, w / _L2_W[f]) for f, c, w in zip(_L3_FROM, _L3_C, _L3_W, strict=True)]
+        p3 = _selection(18, picks, u.dtype, u.device)
+        parts.append((y2.unsqueeze(2) * u.unsqueeze(1)).view(n, 18) @ p3)
     return torch.cat(parts, dim=1)
 
 

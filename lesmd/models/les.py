@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
 from lesmd.models.shortrange import MomentNetwork, mlp
 from lesmd.neighbors import edge_vectors, neighbor_list
@@ -28,23 +29,6 @@ def _les_energy(charges, positions, cell, pbc, sigma, **kwargs):
     from lesmd.les.ewald import les_energy
 
     return les_energy(charges, positions, cell, pbc, sigma, **kwargs)
-
-
-def _mean_displacement(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
-    """(1/N) Σ_j d_ij for every i, (N, 3) Å; minimum image along periodic directions (chunked O(N²))."""
-    n = positions.shape[0]
-    out = positions.new_zeros(n, 3)
-    periodic = bool(pbc.any())
-    inverse = torch.linalg.inv(cell) if periodic else None
-    mask = pbc.to(positions.dtype)
-    for start in range(0, n, 1024):
-        d = positions.unsqueeze(0) - positions[start : start + 1024].unsqueeze(1)  # (B, N, 3): r_j − r_i
-        if periodic:
-            frac = d @ inverse
-            frac = frac - torch.round(frac) * mask
-            d = frac @ cell
-        out[start : start + 1024] = d.mean(1)
-    return out
 
 
 def _apply_total_charge(charges: torch.Tensor, total_charge: float) -> torch.Tensor:
@@ -204,8 +188,10 @@ class LESModel(AtomisticModel):
         which equals ∂(Σ_j q_j r_j)/∂r_iβ because Σ_j ∂q_j/∂r_i = 0 (fixed total charge) but, unlike the
         Jacobian of Σ q_j r_j with absolute positions, does not depend on how atoms are wrapped into the cell.
         The raw charges of atom j depend only on the edges centred on j, so one backward pass gives every
-        ∂raw_j/∂r_i. The uniform total-charge shift −(1/N) Σ_k ∂raw_k/∂r_i acts on all atoms; its term uses
-        Σ_j d_ij with d_ij exact for open boundaries and the minimum image for periodic directions.
+        ∂raw_j/∂r_i. The uniform total-charge shift −(1/N) Σ_k ∂raw_k/∂r_i acts on all atoms: for open
+        boundaries its term −(r̄ − r_i) ⊗ ∂(Σ_k raw_k)/∂r_i is exact (the result equals the dipole Jacobian); in
+        periodic cells, where a uniform charge has no defined dipole, it is replaced by the acoustic-sum-rule
+        correction Σ_i Z*_i = Q·I (:func:`lesmd.les.response.enforce_acoustic_sum_rule`).
 
         Returns:
             (N, 3, 3) e, indexed [atom i, dipole component α, displacement component β].
@@ -223,9 +209,12 @@ class LESModel(AtomisticModel):
         outer = -vectors.detach().unsqueeze(2) * g.unsqueeze(1)
         outer = outer * (edges.i != edges.j).to(outer.dtype).view(-1, 1, 1)  # self-images: r_i cancels
         z = positions.new_zeros(n, 3, 3).index_add(0, edges.j, outer)
-        d_raw = positions.new_zeros(n, 3).index_add(0, edges.j, g).index_add(0, edges.i, -g)  # ∂Σraw/∂r_i
-        z = z - torch.einsum("ia,ib->iab", _mean_displacement(positions, cell, pbc), d_raw)
         z = z + charges.view(n, 1, 1) * torch.eye(3, dtype=z.dtype)
+        if bool(pbc.any()):
+            z = enforce_acoustic_sum_rule(z, total_charge)
+        else:
+            d_raw = positions.new_zeros(n, 3).index_add(0, edges.j, g).index_add(0, edges.i, -g)  # ∂Σraw/∂r_i
+            z = z - torch.einsum("ia,ib->iab", positions.mean(0) - positions, d_raw)
         return math.sqrt(epsilon_inf) * z
 
     def architecture(self) -> dict:
