@@ -13,7 +13,7 @@ from lesmd.models.io import load_model
 from lesmd.train import TrainConfig, Trainer, add_cli_arguments, run_cli
 
 SMALL = {"cutoff": 4.0, "n_channels": 8, "l_max": 2, "hidden": [16], "charge_hidden": [8], "batch_size": 4,
-         "threads": 2, "progress": False, "les_accuracy": 1e-4}  # fmt: skip
+         "progress": False, "les_accuracy": 1e-4}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +63,15 @@ def test_split_last_k_frames_and_random_fraction(dipeptides):
 
 
 def test_short_dipeptide_training_lowers_validation_loss_and_saves_a_loadable_model(dipeptides, tmp_path):
-    config = TrainConfig(output=str(tmp_path / "pep.pt"), valid_last=6, epochs=4, lr=5e-3, **SMALL)
-    trainer = Trainer(config, dipeptides[:22])
+    config = TrainConfig(output=str(tmp_path / "pep.pt"), valid_last=4, epochs=4, lr=1e-2, **SMALL)
+    trainer = Trainer(config, dipeptides[:16])
     before = trainer.evaluate(trainer.model)
     metrics = trainer.fit()
-    assert metrics["loss"] < 0.5 * before["loss"]
+    assert metrics["loss"] < 0.8 * before["loss"]
     assert metrics["forces_rmse_mev_per_a"] < before["forces_rmse_mev_per_a"]
     model = load_model(tmp_path / "pep.pt")
     assert model.species == [1, 6, 7, 8]
-    assert model.provenance["n_train"] == 16 and model.provenance["validation"]["loss"] == pytest.approx(
+    assert model.provenance["n_train"] == 12 and model.provenance["validation"]["loss"] == pytest.approx(
         metrics["loss"]
     )
     f = dipeptides[-1]
@@ -94,8 +94,8 @@ def test_checkpoint_resume_continues_from_the_saved_epoch(dipeptides, tmp_path):
 
 def test_optional_dipole_term_trains_dipoles_of_molecules(dipeptides, tmp_path):
     """Fine-tuning on dipoles (off by default) reduces the dipole error of the latent charges."""
-    config = TrainConfig(output=str(tmp_path / "d.pt"), valid_last=8, epochs=3, dipole_key="dipole",
-                         dipole_weight=10.0, energy_weight=0.0, forces_weight=0.0, lr=1e-2, **SMALL)  # fmt: skip
+    config = TrainConfig(output=str(tmp_path / "d.pt"), valid_last=8, epochs=5, dipole_key="dipole",
+                         dipole_weight=10.0, energy_weight=0.0, forces_weight=0.0, lr=2e-2, **SMALL)  # fmt: skip
     trainer = Trainer(config, dipeptides[:20])
     before = trainer.evaluate(trainer.model)["dipole_rmse_e_a"]
     after = trainer.fit()["dipole_rmse_e_a"]
@@ -109,7 +109,7 @@ def test_cli_trains_and_reports(dipeptides, shared_data, tmp_path, capsys):
     args = parser.parse_args([
         str(shared_data / "dipeptides_spice_train.xyz"), "-o", str(out), "--forces-key", "force",
         "--valid-last", "3", "--epochs", "1", "--channels", "4", "--l-max", "1", "--hidden", "8",
-        "--threads", "2", "--no-progress", "--report", str(tmp_path / "r.json"), "--les-accuracy", "1e-3",
+        "--no-progress", "--report", str(tmp_path / "r.json"), "--les-accuracy", "1e-3",
     ])  # fmt: skip
     # keep it quick: a 10-frame copy of the file (7 train, 3 validation)
     args.data = str(tmp_path / "small.xyz")
