@@ -13,7 +13,12 @@ from collections.abc import Iterable
 
 import torch
 
-from lesmd.les.response import born_effective_charges, dipole_moment, field_enthalpy
+from lesmd.les.response import (
+    born_effective_charges,
+    dipole_moment,
+    enforce_acoustic_sum_rule,
+    field_enthalpy,
+)
 
 PROPERTIES = (
     "energy",
@@ -77,6 +82,16 @@ def evaluate(
         efield: optional uniform field (3,), V/Å; the energy is then the enthalpy E0 − E·M.
         epsilon_inf: ε∞; charges, dipole, polarisation and BEC are scaled by √ε∞ (and so is the field coupling).
 
+    Periodic cells: when the model offers ``born_effective_charges`` (a local charge model such as
+    :class:`lesmd.models.les.LESModel`), Z* is built from minimum-image relative vectors, made to obey the
+    acoustic sum rule Σ_i Z*_i = Q·I (:func:`lesmd.les.response.enforce_acoustic_sum_rule`), and the field
+    force is F = −∂E0/∂r + Z*ᵀE with that Z* (Zhong et al.). The snapshot dipole Σ q r of wrapped positions is
+    ill-defined in a periodic cell when the model's raw charges are not locally conserved (the total-charge shift
+    moves charge through the whole cell), so the conserved quantity of field MD uses the polarisation integrated
+    along the path, dM = Σ_i Z*_i dr_i (see :mod:`lesmd.field_md`); "energy" then reports E0 − E·M with the
+    snapshot M, and the stress is that of E0. Open boundaries (and models without a local BEC) use the exact
+    Jacobian of M = √ε∞ Σ q_i r_i and one backward pass of H = E0 − E·M.
+
     Returns:
         Detached tensors: "energy"/"free_energy" (scalar, eV, enthalpy when a field is on),
         "energy_zero_field" (eV), "forces" (N, 3) eV/Å, "stress" (3, 3) eV/Å³, "charges" (N,) e, "dipole" (3,) e·Å,
@@ -113,6 +128,9 @@ def evaluate(
     dipole = dipole_moment(out["charges"], pos_s, epsilon_inf)
     field = None if efield is None else torch.as_tensor(efield, dtype=pos.dtype, device=pos.device)
     enthalpy = field_enthalpy(energy0, dipole, field)
+    # Periodic cells with a local charge model: BEC from relative (minimum-image) vectors, and field forces Z*ᵀE
+    local = bool(pbc.any()) and hasattr(model, "born_effective_charges")
+    field_by_bec = local and field is not None
 
     results: dict[str, torch.Tensor] = {
         "energy": enthalpy.detach(),
@@ -126,13 +144,21 @@ def evaluate(
 
     inputs = [t for t, want in ((pos, need_forces), (strain, need_stress)) if want]
     if inputs:
-        grads = torch.autograd.grad(enthalpy, inputs, retain_graph=need_bec)
+        grads = torch.autograd.grad(energy0 if field_by_bec else enthalpy, inputs, retain_graph=need_bec)
         k = 0
         if need_forces:
             results["forces"] = -grads[k].detach()
             k += 1
         if need_stress:
             results["stress"] = grads[k].detach() / torch.linalg.det(cell0).abs()
-    if need_bec:
-        results["born_effective_charges"] = born_effective_charges(dipole, pos).detach()
+    if need_bec or (field_by_bec and need_forces):
+        if local:
+            bec = model.born_effective_charges(numbers, pos.detach(), cell0, pbc, total_charge, epsilon_inf)
+            bec = enforce_acoustic_sum_rule(bec, total_charge * epsilon_inf**0.5)
+        else:
+            bec = born_effective_charges(dipole, pos)
+        if need_bec:
+            results["born_effective_charges"] = bec.detach()
+        if field_by_bec and need_forces:
+            results["forces"] = results["forces"] + torch.einsum("iab,a->ib", bec.detach(), field)
     return results

@@ -47,9 +47,12 @@ def check_min_distance(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
             if not pbc[d]:
                 box[d] = 0.0
                 box[d, d] = max(extent[d], 1.0) * 2.0
-    nl = NeighborList(cutoff=float(min_distance), full_list=False)
+    # vesin's cell grid is sized by the cutoff: a tiny cutoff makes a huge grid, so search at ≥ 2 Å and filter
+    nl = NeighborList(cutoff=max(float(min_distance), 2.0), full_list=False)
     i, j, d = nl.compute(points=np.asarray(positions, np.float64), box=box, periodic=periodic, quantities="ijd")
-    if len(d):
+    close = d < min_distance
+    if np.any(close):
+        i, j, d = i[close], j[close], d[close]
         k = int(np.argmin(d))
         raise ValueError(
             f"atoms {int(i[k])} and {int(j[k])} are {float(d[k]):.3f} Å apart (< {min_distance} Å): "

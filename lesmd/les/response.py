@@ -62,3 +62,24 @@ def born_effective_charges(dipole: torch.Tensor, positions: torch.Tensor) -> tor
         )
     # jac: (α, N, β) -> (N, α, β)
     return jac.permute(1, 0, 2).contiguous()
+
+
+def enforce_acoustic_sum_rule(bec: torch.Tensor, total_charge: float = 0.0) -> torch.Tensor:
+    """Remove the violation of the acoustic sum rule Σ_i Z*_i = Q·I evenly over the atoms.
+
+    A rigid translation changes the dipole by Q·δ, so Σ_i Z*_i must equal Q·I. Born effective charges built from
+    local (minimum-image) charge derivatives of a model whose raw charges are not locally conserved miss this by a
+    small amount (the neutralising shift spreads charge uniformly over the cell); the standard correction
+    subtracts the mean excess from every atom (as done for DFT BECs, e.g. Gonze & Lee, PRB 55, 10355 (1997)).
+
+    Args:
+        bec: (N, 3, 3) Born effective charges, e.
+        total_charge: Q, e (already √ε∞-scaled if the BECs are).
+
+    Returns:
+        (N, 3, 3) corrected tensor.
+    """
+    n = bec.shape[0]
+    eye = torch.eye(3, dtype=bec.dtype, device=bec.device)
+    excess = bec.sum(0) - total_charge * eye
+    return bec - excess / n
