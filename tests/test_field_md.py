@@ -207,6 +207,7 @@ def test_rigid_dipoles_follow_langevin_orientation_law():
     x = np.asarray(charges) * d * field / (KB * temperature)
     langevin = 1.0 / np.tanh(x) - 1.0 / x
     measured = cos_theta.reshape(len(cos_theta), len(charges), per_group).mean(axis=(0, 2))
+    print(f"<cos θ> measured {measured.round(4).tolist()}, Langevin law {langevin.round(4).tolist()}")
     np.testing.assert_allclose(measured, langevin, atol=0.01)
     assert np.all(np.diff(measured) > 0.1)  # the stronger the dipole, the better aligned
 
