@@ -28,6 +28,7 @@ parser.add_argument("model", nargs="?", default=None)
 parser.add_argument("--fields", default="0,0.01,0.02,0.05,0.1", help="field strengths along z, V/Å")
 parser.add_argument("--ps", type=float, default=1.0, help="run length per field, ps")
 parser.add_argument("--molecules", type=int, default=64)
+parser.add_argument("--equilibrate-ps", type=float, default=0.5, help="shared zero-field equilibration, ps")
 parser.add_argument("--epsilon-inf", type=float, default=1.0)
 parser.add_argument("--threads", type=int, default=2)
 args = parser.parse_args()
@@ -39,7 +40,8 @@ atoms.calc = LESCalculator(args.model, epsilon_inf=args.epsilon_inf)
 rng = np.random.default_rng(3)
 MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=rng)
 Stationary(atoms)
-Langevin(atoms, dt * units.fs, temperature_K=300, friction=0.02 / units.fs, rng=rng, fixcm=False).run(1000)
+Langevin(atoms, dt * units.fs, temperature_K=300, friction=0.02 / units.fs, rng=rng, fixcm=False).run(
+    int(args.equilibrate_ps * 1000 / dt))
 start = atoms.copy()
 start.set_momenta(atoms.get_momenta())
 volume = atoms.get_volume()
@@ -51,7 +53,11 @@ for strength in [float(x) for x in args.fields.split(",")]:
     atoms.calc = LESCalculator(args.model, epsilon_inf=args.epsilon_inf)
     dyn = Langevin(atoms, dt * units.fs, temperature_K=300, friction=0.02 / units.fs, rng=rng, fixcm=False)
     log = FieldDrivenMD(dyn, [0.0, 0.0, strength], loginterval=5)
-    dyn.run(int(args.ps * 1000 / dt))
+    try:
+        dyn.run(int(args.ps * 1000 / dt))
+    except ValueError as err:  # e.g. atoms collapsing: report and go on with the next field
+        print(f"E = {strength:5.3f} V/Å  run stopped at {log.time:.1f} fs: {err}", flush=True)
+        continue
     m_z = log.log_arrays()["dipole"][:, 2]
     m_z = m_z[len(m_z) // 2:] - log.log_arrays()["dipole"][0, 2]  # change from the shared start
     p = m_z.mean() / volume
