@@ -54,7 +54,7 @@ Config file (TOML)::
     accuracy = 1e-6              # relative accuracy of the Ewald sums
     # electrolyte_width = 0.0    # Å; default: the model's LES width σ/√2; 0 = point charges
     # epsilon_inf = 1.0          # default: the base potential's ε∞ (1 for a bare model)
-    # real_space_cutoff = 16.0   # Å, real-space cutoff of the electrode–electrolyte Ewald sum
+    # real_space_cutoff = 12.0   # Å, real-space cutoff of the electrode–electrolyte Ewald sum
     # slab_factor = 3.0          # slab: Ewald cell height in units of L_z (EW3DC)
     # cg_tolerance = 1e-9        # V, largest residual potential error of the CG solver
     # cg_max_iterations = 1000

@@ -101,7 +101,7 @@ class ElectrodeConfig:
     lennard_jones: LennardJones | None = None
     min_distance: float = 0.3
     slab_factor: float = 3.0
-    real_space_cutoff: float = 16.0
+    real_space_cutoff: float = 12.0
 
     def __post_init__(self) -> None:
         self.validate()

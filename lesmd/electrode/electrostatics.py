@@ -18,8 +18,14 @@ and of p, summing only electrode–electrolyte terms, O((N_el + N_elyt)·N_k + p
 with f_i(k) = e^(−k²s_i²/2), w(k) the smooth window of :mod:`lesmd.les.kspace`, W² = s_i² + s_j² + 2a² and the
 neutralising-background cross term; these are the cross terms of the core's Ewald energy (tested against it).
 The split a is chosen so that the real-space cutoff is ``real_space_cutoff`` (at most half the smallest cell
-height, so each pair has one nearest image): W = r_c/(√2 x), x = erfc⁻¹(ε). For frozen electrodes the
-electrode factors 2w(k)f_i(k)(cos, sin)(k·r_i) are computed once and cached; a step then costs O(N_elyt·N_k).
+height, so each pair has one nearest image): W = r_c/(√2 x), x = erfc⁻¹(ε).
+
+Speed: k·r = 2π(h f₁ + k f₂) + 2π l f₃ (f = fractional coordinates), so S(k) needs only N_elyt·(P + L) cos/sin
+for the P in-plane index pairs and L values of l, and one (2P, N)·(N, 2L) matrix product. For frozen electrodes
+in a cell whose third vector is along z (both boundaries), the electrode side is separable as well (few distinct
+layer heights): tables built once, then φ costs O(P·L·U + N_el·P) with U the number of distinct (z, width) of
+the electrode atoms, instead of O(N_el·N_k). The real-space pairs come from a Verlet list (skin ``PAIR_SKIN``).
+The default r_c = 12 Å balances the two parts for the Au(100)/water benchmark (see benchmarks/bench_electrode.py).
 
 Boundaries:
 * ``finite_field``: 3-D periodic, tin-foil.
@@ -44,6 +50,7 @@ from lesmd.les.tuning import WINDOW_RATIO, erfcinv
 from lesmd.units import COULOMB, EPSILON0
 
 _PERIODIC = (True, True, True)
+PAIR_SKIN = 1.0  # Å, Verlet skin of the cached electrode–electrolyte pair list (frozen electrodes)
 
 
 class Electrostatics:
@@ -57,7 +64,7 @@ class Electrostatics:
     """
 
     def __init__(self, boundary: str, accuracy: float, slab_factor: float = 3.0,
-                 real_space_cutoff: float = 16.0) -> None:
+                 real_space_cutoff: float = 12.0) -> None:
         if boundary not in ("slab", "finite_field"):
             raise ValueError(f"boundary must be 'slab' or 'finite_field', got {boundary!r}")
         if slab_factor < 2.0:
@@ -68,6 +75,7 @@ class Electrostatics:
         self.real_space_cutoff = real_space_cutoff
         self._x = erfcinv(accuracy)
         self._kcache: dict = {}
+        self._pair_cache: dict | None = None
 
     def cell(self, cell: torch.Tensor) -> torch.Tensor:
         """The 3-D periodic Ewald cell: the input cell, z-extended by ``slab_factor`` for the slab boundary."""
@@ -136,8 +144,6 @@ class Electrostatics:
         k = half_space_kvectors(box, k_cut)
         k2 = (k * k).sum(-1)
         weight = fourier_prefactor(k2, split2) * smooth_window(k2, k_on, k_cut) / (volume * EPSILON0)
-        phase = pos_el @ k.T
-        factor = 2.0 * weight * torch.exp(-0.5 * k2[None, :] * widths_el[:, None] ** 2)
         wrapped, offsets = _wrap(pos_el.detach(), box)
         terms = {
             "key": key,
@@ -149,9 +155,15 @@ class Electrostatics:
             "volume": volume,
             "box": box,
             "form_ly": torch.exp(-0.5 * k2 * width_ly**2),
-            "cos": factor * torch.cos(phase),
-            "sin": factor * torch.sin(phase),
+            "separable": _separable_indices(k.detach(), box.detach()),
         }
+        if frozen and _z_separable(box):  # per step: O(N_elyt·(P + L) + P·L·U), no (N_el, M) table
+            terms["electrode_tables"] = _electrode_tables(terms, pos_el.detach(), box.detach(), widths_el, weight,
+                                                          width_ly)
+        else:
+            phase = pos_el @ k.T
+            factor = 2.0 * weight * torch.exp(-0.5 * k2[None, :] * widths_el[:, None] ** 2)
+            terms["cos"], terms["sin"] = factor * torch.cos(phase), factor * torch.sin(phase)
         if frozen:
             self._kcache = terms
         return terms
@@ -174,9 +186,12 @@ class Electrostatics:
         t = self.prepare(pos_el, cell, widths_el, width_ly) if terms is None else terms
         split2, volume = t["split2"], t["volume"]
         # reciprocal space: S(k) of the electrolyte, then 2 w f_i Re[e^(−ik·r_i) S(k)]
-        s_re, s_im = _StructureFactor.apply(charges_ly, pos_ly, t["k"].detach())
-        s_re, s_im = t["form_ly"] * s_re, t["form_ly"] * s_im  # one electrolyte width: f(k) factors out
-        phi = t["cos"] @ s_re + t["sin"] @ s_im
+        if "electrode_tables" in t:  # frozen electrodes: separable on both sides, no (N_el, M) table
+            phi = _frozen_reciprocal(charges_ly, pos_ly, t["box"], t["separable"], t["electrode_tables"])
+        else:
+            s_re, s_im = _structure_factor(charges_ly, pos_ly, t["box"], t["separable"])
+            s_re, s_im = t["form_ly"] * s_re, t["form_ly"] * s_im  # one electrolyte width: f(k) factors out
+            phi = t["cos"] @ s_re + t["sin"] @ s_im
         # real space (electrode–electrolyte pairs within r_c, all images) and the background cross term
         i, j, vectors = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
         r = torch.linalg.norm(vectors, dim=-1)
@@ -194,8 +209,38 @@ class Electrostatics:
 
         Returns i (P,) electrode index, j (P,) electrolyte index and the vectors r_j − r_i + n·box (P, 3) in Å,
         differentiable w.r.t. both positions. The search runs on wrapped, detached copies (electrode side cached
-        for frozen electrodes): O(N_el · N_elyt · images) distance tests without gradient.
+        for frozen electrodes): O(N_el · N_elyt · images) distance tests without gradient. Frozen electrodes keep
+        a Verlet list (cutoff + ``PAIR_SKIN``, lattice images fixed) that is searched again only once an
+        electrolyte atom has moved by ≥ ``PAIR_SKIN``/2 from its position at the last search.
         """
+        box = terms["box"]
+        cached = self._pair_cache
+        if terms["key"] is not None and cached is not None and cached["key"] == terms["key"] \
+                and cached["cutoff"] == cutoff and cached["reference"].shape == pos_ly.shape:
+            moved = float((pos_ly.detach() - cached["reference"]).norm(dim=1).max()) if len(pos_ly) else 0.0
+            if moved < 0.5 * PAIR_SKIN:  # Verlet criterion: no pair can have entered the cutoff unseen
+                return self._select(pos_el, pos_ly, box, cached, cutoff)
+        if terms["key"] is None:
+            return self._search(pos_el, pos_ly, terms, cutoff)
+        i, j, vectors = self._search(pos_el, pos_ly, terms, cutoff + PAIR_SKIN)
+        lattice = torch.round((pos_ly.detach()[j] - pos_el.detach()[i] - vectors.detach())
+                               @ torch.linalg.inv(box.detach()))
+        self._pair_cache = {"key": terms["key"], "cutoff": cutoff, "reference": pos_ly.detach().clone(),
+                            "i": i, "j": j, "shift": lattice @ box.detach()}
+        return self._select(pos_el, pos_ly, box, self._pair_cache, cutoff)
+
+    @staticmethod
+    def _select(pos_el, pos_ly, box, cached, cutoff):
+        """Pairs of the Verlet candidate list that lie within ``cutoff`` now."""
+        i, j = cached["i"], cached["j"]
+        vectors = pos_ly[j] - pos_el[i] - cached["shift"]
+        with torch.no_grad():
+            keep = torch.nonzero((vectors.detach() ** 2).sum(1) < cutoff * cutoff).squeeze(1)
+        return i[keep], j[keep], vectors[keep]
+
+    def _search(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict,
+                cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Brute-force image search behind :meth:`pairs`."""
         box = terms["box"]
         wrapped_ly, offsets_ly = _wrap(pos_ly, box)
         inverse = torch.linalg.inv(box.detach())
@@ -223,23 +268,89 @@ class Electrostatics:
                              f"(found z from {float(z.min()):.4f} to {float(z.max()):.4f} Å)")
 
 
-class _StructureFactor(torch.autograd.Function):
-    """(Σ_j q_j cos(k·r_j), Σ_j q_j sin(k·r_j)) for (M, 3) k-vectors, with a backward pass that reuses the
-    forward cos/sin (autograd would recompute both) — the dominant cost of a frozen-electrode step."""
+def _separable_indices(k: torch.Tensor, box: torch.Tensor) -> dict:
+    """Integer decomposition of the k-vectors for :func:`_structure_factor`.
 
-    @staticmethod
-    def forward(ctx, charges: torch.Tensor, positions: torch.Tensor, k: torch.Tensor):
-        phase = positions @ k.T
-        cos, sin = torch.cos(phase), torch.sin(phase)
-        ctx.save_for_backward(charges, cos, sin, k)
-        return charges @ cos, charges @ sin
+    k = 2π(h b₁ + k b₂ + l b₃) (b = rows of box⁻ᵀ), so k·r = 2π(h f₁ + k f₂) + 2π l f₃ with f = r·box⁻¹ the
+    fractional coordinates. Returns the distinct in-plane pairs (h, k) (P, 2), the distinct l (L,) and, per
+    k-vector, the index of its pair and of its l.
+    """
+    n = torch.round(k @ box.T / (2.0 * math.pi)).to(torch.long)
+    pairs, pair_index = torch.unique(n[:, :2], dim=0, return_inverse=True)
+    ls, l_index = torch.unique(n[:, 2], return_inverse=True)
+    return {"pairs": pairs.to(k.dtype), "ls": ls.to(k.dtype), "pair_index": pair_index, "l_index": l_index}
 
-    @staticmethod
-    def backward(ctx, grad_re: torch.Tensor, grad_im: torch.Tensor):
-        charges, cos, sin, k = ctx.saved_tensors
-        grad_charges = cos @ grad_re + sin @ grad_im
-        grad_positions = (charges[:, None] * (cos * grad_im - sin * grad_re)) @ k
-        return grad_charges, grad_positions, None
+
+def _structure_table(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor,
+                     sep: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re and Im of S(h, k, l) = Σ_j q_j e^(2πi(h f₁ + k f₂ + l f₃)) on the (P, L) grid of in-plane pairs × l.
+
+    e^(ik·r_j) = e^(2πi(h f₁ + k f₂)) · e^(2πi l f₃) (f = r·box⁻¹), so only N·(P + L) cos/sin are needed and the
+    sum over atoms is one (2P, N)·(N, 2L) matrix product. Differentiable w.r.t. charges, positions and box.
+    """
+    frac = positions @ torch.linalg.inv(box)
+    phase_par = (2.0 * math.pi) * (frac[:, :2] @ sep["pairs"].T)  # (N, P)
+    phase_z = (2.0 * math.pi) * frac[:, 2:3] * sep["ls"][None, :]  # (N, L)
+    left = charges[:, None] * torch.cat([torch.cos(phase_par), torch.sin(phase_par)], dim=1)  # (N, 2P)
+    right = torch.cat([torch.cos(phase_z), torch.sin(phase_z)], dim=1)  # (N, 2L)
+    table = left.T @ right  # [[Σ q c∥ c_z, Σ q c∥ s_z], [Σ q s∥ c_z, Σ q s∥ s_z]]
+    n_par, n_z = sep["pairs"].shape[0], sep["ls"].shape[0]
+    cc, cs = table[:n_par, :n_z], table[:n_par, n_z:]
+    sc, ss = table[n_par:, :n_z], table[n_par:, n_z:]
+    return cc - ss, sc + cs
+
+
+def _structure_factor(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor,
+                      sep: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ_j q_j cos(k·r_j), Σ_j q_j sin(k·r_j)) for the M k-vectors described by ``sep``, each (M,)."""
+    s_re, s_im = _structure_table(charges, positions, box, sep)
+    return s_re[sep["pair_index"], sep["l_index"]], s_im[sep["pair_index"], sep["l_index"]]
+
+
+def _electrode_tables(terms: dict, pos_el: torch.Tensor, box: torch.Tensor, widths_el: torch.Tensor,
+                      weight: torch.Tensor, width_ly: float) -> dict:
+    """Frozen-electrode factors of φ_i = Σ_k 2w(k) f_i(k) f_ly(k) Re[e^(−ik·r_i) S(k)] in separable form.
+
+    With k = k∥ + k_z (k_z = 2πl/L_z along the third lattice vector, which must be ⟂ to the first two) and
+    f_i(k) = e^(−k∥²s_i²/2) e^(−k_z²s_i²/2):
+        φ_i = Re Σ_p G_ip Σ_l T_pl H_u(i),l,  G_ip = e^(−ik∥_p·r_i) e^(−k∥_p²s_i²/2),
+        H_ul = e^(−ik_z,l z_u) e^(−k_z,l² s_u²/2),  T_pl = 2w(k) f_ly(k) S(k) (0 off the k set),
+    where u runs over the distinct (z, s) of the electrode atoms (a few layers). Returns the real tables.
+    """
+    sep = terms["separable"]
+    recip = 2.0 * math.pi * torch.linalg.inv(box).T  # rows b₁, b₂, b₃ (with 2π)
+    k_par = sep["pairs"] @ recip[:2]  # (P, 3)
+    k_z = sep["ls"][:, None] * recip[2][None, :]  # (L, 3)
+    k2 = (terms["k"].detach() ** 2).sum(-1)
+    grid = torch.zeros(len(sep["pairs"]), len(sep["ls"]), dtype=box.dtype, device=box.device)
+    grid[sep["pair_index"], sep["l_index"]] = 2.0 * weight.detach() * torch.exp(-0.5 * k2 * width_ly**2)
+    keys, unique_index = torch.unique(torch.stack([pos_el[:, 2], widths_el.detach()], dim=1), dim=0,
+                                      return_inverse=True)
+    phase_par = pos_el @ k_par.T  # (N_el, P)
+    damp_par = torch.exp(-0.5 * (k_par * k_par).sum(-1)[None, :] * widths_el.detach()[:, None] ** 2)
+    phase_z = keys[:, :1] * k_z[:, 2][None, :]  # (U, L)
+    damp_z = torch.exp(-0.5 * (k_z[:, 2] ** 2)[None, :] * keys[:, 1:2] ** 2)
+    return {"weight_grid": grid, "unique_index": unique_index,
+            "g_re": torch.cos(phase_par) * damp_par, "g_im": -torch.sin(phase_par) * damp_par,
+            "h_re": (torch.cos(phase_z) * damp_z).T.contiguous(), "h_im": (-torch.sin(phase_z) * damp_z).T.contiguous()}
+
+
+def _frozen_reciprocal(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor, sep: dict,
+                       tables: dict) -> torch.Tensor:
+    """Reciprocal part of φ (N_el,) for frozen electrodes from :func:`_electrode_tables`: O(N·(P + L) + P·L·U)."""
+    s_re, s_im = _structure_table(charges, positions, box, sep)
+    t_re, t_im = tables["weight_grid"] * s_re, tables["weight_grid"] * s_im  # (P, L)
+    r_re = t_re @ tables["h_re"] - t_im @ tables["h_im"]  # (P, U)
+    r_im = t_re @ tables["h_im"] + t_im @ tables["h_re"]
+    u = tables["unique_index"]
+    return (tables["g_re"] * r_re.T[u]).sum(1) - (tables["g_im"] * r_im.T[u]).sum(1)
+
+
+def _z_separable(box: torch.Tensor) -> bool:
+    """True when the third lattice vector is along z and the first two lie in the xy plane."""
+    b = box.detach().abs()
+    scale = float(b.max())
+    return max(float(b[0, 2]), float(b[1, 2]), float(b[2, 0]), float(b[2, 1])) <= 1e-12 * scale
 
 
 def _wrap(positions: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,10 +94,15 @@ class ElectrodePotential:
             raise ValueError("electrodes selected by tag: resolve them first (ElectrodeCalculator does this from "
                              "atoms.get_tags(), or give indices in the config)")
         electrode = self.electrode_indices
+        key = (n_atoms, electrode.tobytes(), tuple(len(e.indices) for e in self.config.electrodes))
+        cached = getattr(self, "_layout_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         if electrode.max() >= n_atoms:
             raise ValueError(f"electrode atom index {int(electrode.max())} out of range for {n_atoms} atoms")
         group = np.concatenate([np.full(len(e.indices), k) for k, e in enumerate(self.config.electrodes)])
         electrolyte = np.setdiff1d(np.arange(n_atoms), electrode)
+        self._layout_cache = (key, (electrode, electrolyte, group))
         return electrode, electrolyte, group
 
     def _constraints(self, group: np.ndarray, electrolyte_charge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +140,7 @@ class ElectrodePotential:
         key = (pos_el.detach().cpu().numpy().copy(), cell.detach().cpu().numpy().copy(), constraints.cpu().numpy())
         if self._frozen is not None:
             old = self._frozen["key"]
-            same = all(a.shape == b.shape and np.allclose(a, b, rtol=0.0, atol=1e-10)
+            same = all(a.shape == b.shape and (np.array_equal(a, b) or np.allclose(a, b, rtol=0.0, atol=1e-10))
                        for a, b in zip(old, key, strict=True))
             if same:
                 return self._frozen["solver"]
