@@ -40,6 +40,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-interval", type=int, default=1, help="log and write a frame every N steps")
     parser.add_argument("--seed", type=int, default=0, help="random seed (structure, velocities, thermostat)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--relax-steps", type=int, default=None,
+                        help="FIRE steps before MD (default: 100 for the built water box, 0 for --structure)")
     parser.add_argument("--out", default="md.traj", help="trajectory file: .traj or .xyz/.extxyz (default md.traj)")
 
 
@@ -166,6 +168,21 @@ def run_md(atoms, calc, *, steps: int = 200, ensemble: str = "nvt", timestep: fl
     return atoms
 
 
+def relax(atoms, calc, steps: int, fmax: float = 0.2, stream=sys.stdout) -> None:
+    """Remove the worst strain of a built structure with ≤ ``steps`` FIRE steps (forces below ``fmax`` eV/Å).
+
+    A freshly built box sits far above the model's potential-energy surface at 300 K; without this the first
+    picoseconds of MD heat up by hundreds of kelvin while that energy is released.
+    """
+    from ase.optimize import FIRE
+
+    atoms.calc = calc
+    e0 = atoms.get_potential_energy()
+    FIRE(atoms, logfile=None).run(fmax=fmax, steps=steps)
+    print(f"# relaxed the starting structure: {e0:.4f} -> {atoms.get_potential_energy():.4f} eV "
+          f"({steps} FIRE steps at most)", file=stream, flush=True)
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """`lesmd md`."""
     import torch
@@ -180,6 +197,9 @@ def run_cli(args: argparse.Namespace) -> int:
     dtype = {None: None, "float32": torch.float32, "float64": torch.float64}[args.dtype]
     calc = LESCalculator(args.model, dtype=dtype, charge=args.charge, epsilon_inf=args.epsilon_inf,
                          efield=parse_vector(args.efield))
+    relax_steps = args.relax_steps if args.relax_steps is not None else (100 if args.structure is None else 0)
+    if relax_steps > 0:
+        relax(atoms, calc, relax_steps)
     run_md(atoms, calc, steps=args.steps, ensemble=args.ensemble, timestep=args.timestep,
            temperature=args.temperature, friction=args.friction, pressure=args.pressure, seed=args.seed,
            log_interval=args.log_interval, out=args.out)
