@@ -24,6 +24,13 @@ integrator whose ``step(forces)`` evaluates forces once, at the end of the step 
 Bussi, Andersen, Berendsen); for the others (``step()`` without forces) the first half-kick is recomputed with
 E(t_{n+1}), which is first order in dt. With a thermostat C is not conserved (the bath exchanges energy).
 
+Limitation (periodic cells with a local charge model, e.g. :class:`lesmd.models.les.LESModel`): since
+:func:`lesmd.evaluate.evaluate` applies the field there as F = −∂E0/∂r + Z*ᵀE with minimum-image, sum-rule
+corrected Z* (no exact potential exists), the snapshot dipole Σ q r logged here is not the polarisation those
+forces conserve; the consistent M is the path integral dM = Σ_i Z*_i dr_i, not yet tracked by this class (C then
+drifts; the trajectory itself is right). Open boundaries and models without ``born_effective_charges`` use the
+exact H = E0 − E·M and C is conserved.
+
 Usage::
 
     from ase.md.verlet import VelocityVerlet
