@@ -173,3 +173,57 @@ def test_polarization_is_dipole_over_volume():
     model, numbers, pos, cell = _periodic_fixed_charge_system()
     out = evaluate(model, numbers, pos, cell, torch.tensor([True] * 3), properties=["dipole", "polarization"])
     torch.testing.assert_close(out["polarization"], out["dipole"] / torch.linalg.det(cell).abs())
+
+
+def _random_les_model():
+    from lesmd.models.les import LESModel
+    from lesmd.models.shortrange import MomentNetwork
+
+    torch.manual_seed(3)
+    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=1, hidden=[8]), charge_hidden=(8,))
+    with torch.no_grad():  # make the charges clearly geometry dependent
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model.double()
+
+
+def _two_waters_in_box(length: float, shift: torch.Tensor):
+    pos = torch.cat([WATER, WATER + torch.tensor([2.7, 0.4, 0.3], dtype=torch.float64)]) + shift
+    return torch.tensor([8, 1, 1, 8, 1, 1]), pos, torch.eye(3, dtype=torch.float64) * length
+
+
+def test_periodic_bec_equals_exact_open_boundary_jacobian_and_ignores_wrapping():
+    """Local (minimum-image) BECs in a large periodic box equal the exact Jacobian ∂(Σqr)/∂r of the isolated
+    cluster, and do not change when the cluster is translated across the cell faces (atoms wrapped)."""
+    model = _random_les_model()
+    numbers, pos, cell = _two_waters_in_box(25.0, torch.tensor([5.0, 5.0, 5.0], dtype=torch.float64))
+    periodic = torch.tensor([True] * 3)
+    open_bec = evaluate(model, numbers, pos, OPEN_CELL, NO_PBC, properties=["born_effective_charges"])[
+        "born_effective_charges"]
+    assert (open_bec - open_bec[:, :1, :1] * 0).abs().max() > 0.1
+    charges = evaluate(model, numbers, pos, OPEN_CELL, NO_PBC, properties=["charges"])["charges"]
+    assert (open_bec - charges[:, None, None] * torch.eye(3, dtype=torch.float64)).abs().max() > 1e-2
+    periodic_bec = evaluate(model, numbers, pos, cell, periodic, properties=["born_effective_charges"])[
+        "born_effective_charges"]
+    torch.testing.assert_close(periodic_bec, open_bec, rtol=0, atol=1e-9)
+    # translate so that the molecules straddle the faces, then wrap into the cell
+    moved = pos + torch.tensor([19.5, 23.9, 24.2], dtype=torch.float64)
+    wrapped = moved - torch.floor(moved / 25.0) * 25.0
+    wrapped_bec = evaluate(model, numbers, wrapped, cell, periodic, properties=["born_effective_charges"])[
+        "born_effective_charges"]
+    torch.testing.assert_close(wrapped_bec, open_bec, rtol=0, atol=1e-9)
+
+
+def test_periodic_field_forces_equal_bec_transpose_times_field_and_sum_to_zero():
+    model = _random_les_model()
+    numbers, pos, cell = _two_waters_in_box(7.0, torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64))
+    periodic = torch.tensor([True] * 3)
+    field = torch.tensor([0.05, -0.02, 0.1], dtype=torch.float64)
+    zero = evaluate(model, numbers, pos, cell, periodic, properties=["forces", "born_effective_charges"])
+    on = evaluate(model, numbers, pos, cell, periodic, properties=["forces"], efield=field)
+    bec = zero["born_effective_charges"]
+    torch.testing.assert_close(bec.sum(0), torch.zeros(3, 3, dtype=torch.float64), rtol=0, atol=1e-12)
+    expected = torch.einsum("iab,a->ib", bec, field)
+    torch.testing.assert_close(on["forces"] - zero["forces"], expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close((on["forces"] - zero["forces"]).sum(0), torch.zeros(3, dtype=torch.float64),
+                               rtol=0, atol=1e-12)
