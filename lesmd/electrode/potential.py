@@ -268,7 +268,7 @@ class ElectrodePotential:
 
     def _lennard_jones(self, numbers, electrode, electrolyte, i, j, distances) -> torch.Tensor:
         lj = self.config.lennard_jones
-        key = (tuple(numbers[electrode]), tuple(numbers[electrolyte]))
+        key = (numbers[electrode].tobytes(), numbers[electrolyte].tobytes())
         if getattr(self, "_lj_key", None) != key:
             eps, sig = pair_tables(lj, numbers[electrode], numbers[electrolyte])
             self._lj_tables = (torch.as_tensor(eps, dtype=torch.float64, device=self.device),
