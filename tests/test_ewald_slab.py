@@ -11,13 +11,7 @@ from lesmd.units import COULOMB
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Many small tensor operations: one thread is faster on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def ewald_2d_reference(charges, positions, cell, widths, kappa_max=20.0):

@@ -30,29 +30,10 @@ WAIT = 120  # s, upper bound on any single process wait
 FIELD = np.array([0.2, -0.3, 0.5])  # V/Å (strong: the untrained model's latent charges are ~0.05 e)
 
 
-@pytest.fixture
-def run_dir(tmp_path):
-    """A work directory holding init.xyz; kills leftover processes and removes socket files afterwards."""
-    h.write_init(tmp_path / "init.xyz", h.water2_atoms())
-    procs: list[subprocess.Popen] = []
-    names: list[str] = []
-    yield tmp_path, procs, names
-    for p in procs:
-        h.stop(p)
-    for n in names:
-        h.remove_socket(n)
-
-
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
+def model_file(les_model_file: Path) -> Path:
     """An untrained LESModel for H and O (geometry-dependent charges, so Z* ≠ q·I) saved as a model file."""
-    from lesmd.models.io import save_model
-    from lesmd.models.les import LESModel
-    from lesmd.models.shortrange import MomentNetwork
-
-    torch.manual_seed(0)
-    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=1, hidden=[8]), charge_hidden=(8,))
-    return save_model(model, tmp_path_factory.mktemp("model") / "les.pt")
+    return les_model_file
 
 
 def _serve(workdir: Path, model_file: Path, name: str, *args: str) -> subprocess.Popen:

@@ -27,31 +27,6 @@ from lesmd.units import BOHR, DIPOLE_EA_TO_AU, HARTREE
 WAIT = 90  # s, upper bound on any single process wait
 
 
-@pytest.fixture
-def run_dir(tmp_path):
-    """A work directory holding init.xyz; kills leftover processes and removes socket files afterwards."""
-    h.write_init(tmp_path / "init.xyz", h.water2_atoms())
-    procs: list[subprocess.Popen] = []
-    names: list[str] = []
-    yield tmp_path, procs, names
-    for p in procs:
-        h.stop(p)
-    for n in names:
-        h.remove_socket(n)
-
-
-@pytest.fixture(scope="module")
-def les_model_file(tmp_path_factory) -> Path:
-    """An untrained (random) LESModel for H and O saved as a model file."""
-    from lesmd.models.io import save_model
-    from lesmd.models.les import LESModel
-    from lesmd.models.shortrange import MomentNetwork
-
-    torch.manual_seed(0)
-    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=1, hidden=[8]), charge_hidden=(8,))
-    return save_model(model, tmp_path_factory.mktemp("model") / "les.pt")
-
-
 def wait_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = WAIT) -> None:
     """Wait until i-PI's properties file has ``n`` data rows (on failure, show the logs of the run)."""
     deadline = time.monotonic() + timeout

@@ -13,13 +13,7 @@ from lesmd.units import COULOMB
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Many small tensor operations: one thread is faster on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _water_density_system(n_atoms: int, seed: int = 0, skew: bool = True):
