@@ -24,12 +24,21 @@ integrator whose ``step(forces)`` evaluates forces once, at the end of the step 
 Bussi, Andersen, Berendsen); for the others (``step()`` without forces) the first half-kick is recomputed with
 E(t_{n+1}), which is first order in dt. With a thermostat C is not conserved (the bath exchanges energy).
 
-Limitation (periodic cells with a local charge model, e.g. :class:`lesmd.models.les.LESModel`): since
-:func:`lesmd.evaluate.evaluate` applies the field there as F = −∂E0/∂r + Z*ᵀE with minimum-image, sum-rule
-corrected Z* (no exact potential exists), the snapshot dipole Σ q r logged here is not the polarisation those
-forces conserve; the consistent M is the path integral dM = Σ_i Z*_i dr_i, not yet tracked by this class (C then
-drifts; the trajectory itself is right). Open boundaries and models without ``born_effective_charges`` use the
-exact H = E0 − E·M and C is conserved.
+Polarisation along the path (periodic cells with a local charge model, e.g. :class:`lesmd.models.les.LESModel`).
+There :func:`lesmd.evaluate.evaluate` applies the field as F = −∂E0/∂r + Z*ᵀE with minimum-image, sum-rule
+corrected Z* and no exact potential goes with it (the total-charge shift moves charge through the cell), so the
+snapshot dipole Σ q r is not the polarisation those forces conserve. The consistent M is the path integral of the
+modern theory of polarisation, dM = Σ_i Z*_i dr_i, accumulated here with the trapezoid rule
+
+    M_{n+1} = M_n + Σ_i ½ (Z*_i(r_n) + Z*_i(r_{n+1})) · (r_{n+1} − r_n),     M_0 = Σ q r at the start,
+
+(Z* [atom, dipole α, displacement β] from the calculator's ``born_effective_charges``, requested together with
+every force evaluation: one extra backward pass for LESModel). This M replaces the snapshot one in H = E0 − E·M,
+in W and in C (``energy_zero_field`` E0 is the calculator's). Then Σ_i F_i^field·dr_i = E·dM step by step up to
+O(dt³), and C is conserved as well as the zero-field energy is. ``path_dipole="auto"`` (default) uses it when the
+cell is periodic and the calculator's model has ``born_effective_charges``; ``True`` always (for open boundaries it
+reproduces Σ q r up to the O(dt²) trapezoid error), ``False`` never. Open boundaries and models without local
+Born charges have the exact H = E0 − E·M with M = Σ q r, and use that snapshot dipole by default.
 
 Usage::
 
@@ -77,14 +86,19 @@ class FieldDrivenMD:
         logfile: path, open text stream, ``"-"`` for stdout, or None (no file; :meth:`log_arrays` still works).
         loginterval: write/keep a log line every this many steps.
         start_time: simulation time (fs) of ``dyn.nsteps == 0``.
+        path_dipole: "auto", True or False: log the path-integrated polarisation M = M_0 + ∫Σ Z*·dr instead of
+            the snapshot dipole (see the module docstring; "auto": periodic cell and a model with local BECs).
 
     Attributes:
         work: W(t), eV, the accumulated ∫Ė·M dt.
         records: list of logged rows (same order as :data:`COLUMNS`).
+        path_dipole: whether M is the path-integrated polarisation.
+        snapshot_dipole: the calculator's Σ q r (e·Å, (3,)) at the current step (equals M when not path_dipole).
     """
 
     def __init__(self, dyn, field: ElectricField | Sequence[float] | np.ndarray, *,
-                 logfile: str | Path | TextIO | None = None, loginterval: int = 1, start_time: float = 0.0) -> None:
+                 logfile: str | Path | TextIO | None = None, loginterval: int = 1, start_time: float = 0.0,
+                 path_dipole: bool | str = "auto") -> None:
         if not hasattr(dyn, "dt") or not hasattr(dyn, "nsteps"):
             raise TypeError(f"dyn must be an ASE MolecularDynamics object, got {type(dyn).__name__}")
         if int(loginterval) < 1:
@@ -101,12 +115,22 @@ class FieldDrivenMD:
         self._file, self._own_file = _open_log(logfile)
         if self._file is not None:
             self._file.write("# " + " ".join(COLUMNS) + "   (fs, V/Å, e·Å, eV, K)\n")
+        self.path_dipole = self._use_path_dipole(path_dipole)
+        self._calculate = None
+        if self.path_dipole:  # Z* with every force evaluation (one extra backward pass, no second evaluation)
+            self._calculate = self.calc.calculate
+            self.calc.calculate = self._calculate_with_bec
+            self.calc.reset()
         self._inner_step = dyn.step
         self._step_takes_forces = "forces" in inspect.signature(dyn.step).parameters
         dyn.step = self._step
         self._set_field(self.time)  # resets cached results that belong to another field
         self._field_now = self.field(self.time)
-        self._dipole_now = self._dipole()
+        self.snapshot_dipole = self._dipole()
+        self._dipole_now = self.snapshot_dipole.copy()
+        if self.path_dipole:
+            self._positions_now = self.atoms.get_positions()
+            self._bec_now = self._bec()
         dyn.attach(self._log, interval=int(loginterval))
 
     @property
@@ -124,6 +148,34 @@ class FieldDrivenMD:
         if hasattr(self.calc, "reset"):
             self.calc.reset()
 
+    def _use_path_dipole(self, option: bool | str) -> bool:
+        if option == "auto":
+            model = getattr(getattr(self.calc, "potential", None), "model", None)
+            return bool(np.any(self.atoms.pbc)) and hasattr(model, "born_effective_charges")
+        if isinstance(option, bool):
+            return option
+        raise ValueError(f'path_dipole must be "auto", True or False, got {option!r}')
+
+    def _calculate_with_bec(self, atoms=None, properties=("energy",), system_changes=None):  # noqa: ANN202
+        properties = list(properties)
+        if "born_effective_charges" not in properties:
+            properties.append("born_effective_charges")
+        if system_changes is None:
+            return self._calculate(atoms, properties)
+        return self._calculate(atoms, properties, system_changes)
+
+    def _bec(self) -> np.ndarray:
+        bec = self.calc.get_property("born_effective_charges", self.atoms)
+        return np.asarray(bec, dtype=np.float64).reshape(len(self.atoms), 3, 3)
+
+    def _path_increment(self) -> np.ndarray:
+        """Advance the path-integrated M by the trapezoid rule over the last step; returns the new M (e·Å)."""
+        positions, bec = self.atoms.get_positions(), self._bec()
+        step = positions - self._positions_now
+        dipole = self._dipole_now + 0.5 * np.einsum("iab,ib->a", self._bec_now + bec, step)
+        self._positions_now, self._bec_now = positions, bec
+        return dipole
+
     def _dipole(self) -> np.ndarray:
         return np.asarray(self.calc.get_property("dipole", self.atoms), dtype=np.float64).reshape(3)
 
@@ -139,16 +191,18 @@ class FieldDrivenMD:
             self._set_field(t_next)
             out = self._inner_step()
         field_next = self.field(t_next)
-        dipole_next = self._dipole()
+        self.snapshot_dipole = self._dipole()
+        dipole_next = self._path_increment() if self.path_dipole else self.snapshot_dipole
         self.work += float(np.dot(field_next - self._field_now, 0.5 * (self._dipole_now + dipole_next)))
         self._field_now, self._dipole_now = field_next, dipole_next
         return out
 
     def row(self) -> list[float]:
         """The current log row (see :data:`COLUMNS`)."""
-        enthalpy = float(self.atoms.get_potential_energy())
+        # E0 from the calculator's enthalpy and its own (snapshot) dipole; H with the logged M
+        e_zero = float(self.atoms.get_potential_energy()) + float(np.dot(self._field_now, self.snapshot_dipole))
+        enthalpy = e_zero - float(np.dot(self._field_now, self._dipole_now))
         kinetic = float(self.atoms.get_kinetic_energy())
-        e_zero = enthalpy + float(np.dot(self._field_now, self._dipole_now))
         ndof = 3 * len(self.atoms)
         temperature = 2.0 * kinetic / (ndof * ase_units.kB) if ndof else 0.0
         return [self.time, *self._field_now, *self._dipole_now, e_zero, enthalpy, kinetic, self.work,
@@ -177,6 +231,9 @@ class FieldDrivenMD:
             self._file.close()
         self._file = None
         self.dyn.step = self._inner_step
+        if self._calculate is not None:
+            del self.calc.calculate  # back to the class method
+            self._calculate = None
 
 
 def _open_log(logfile: str | Path | TextIO | None) -> tuple[TextIO | None, bool]:
