@@ -300,6 +300,7 @@ def _les_water_nve(field_z: float, path_dipole: bool | str) -> tuple[float, Fiel
     return float(np.std(driver.log_arrays()["conserved"])), driver
 
 
+@pytest.mark.slow  # ≈ 15 s alone with one thread, 2-3 min on the shared, loaded 2-core machine
 def test_periodic_les_field_nve_conserves_enthalpy_of_path_polarisation_as_well_as_zero_field_energy():
     # Z*ᵀE field forces of a periodic local-charge model: C = K + E0 − E·M is conserved with the path M
     # (measured: std 2.5e-3 eV at 0.1 V/Å vs 1.6e-3 eV at zero field), not with the snapshot Σ q r (5.4e-2 eV,
