@@ -4,7 +4,8 @@
 
 1. Langevin NVT at 300 K in the field (the dipoles align; P_z grows towards its field value).
 2. VelocityVerlet NVE in the same field: the electric enthalpy H = E0 − E·M (+ kinetic) is conserved.
-Both stages log t, E(t), M(t) (itinerant dipole, e·Å), E0, H, K, the conserved quantity and T
+Both stages log t, E(t), M(t) (polarisation integrated along the path, M_0 + ∫ΣZ*·dr, e·Å), E0, H, K,
+the conserved quantity and T
 (`nvt.log`, `nve.log`; columns in the header, see lesmd.field_md). Prints ⟨P_z⟩ and the NVE conservation.
 """
 
