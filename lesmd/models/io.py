@@ -44,7 +44,7 @@ def build_model(architecture: dict) -> LESModel:
     return LESModel(
         short_range, sigma=architecture["sigma"], charge_hidden=architecture["charge_hidden"],
         use_les=architecture["use_les"], charge_descriptor=architecture.get("charge_descriptor"),
-        les_options=architecture.get("les_options"),
+        les_options=architecture.get("les_options"), core_repulsion=architecture.get("core_repulsion"),
     )  # fmt: skip
 
 

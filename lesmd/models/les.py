@@ -21,6 +21,7 @@ import torch
 
 from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
+from lesmd.models.repulsion import CoreRepulsion
 from lesmd.models.shortrange import MomentNetwork, mlp
 from lesmd.neighbors import edge_vectors, neighbor_list
 
@@ -68,12 +69,15 @@ class LESModel(AtomisticModel):
         charge_descriptor: hyper-parameters of the MomentNetwork used for charges when ``short_range`` exposes no
             features (ignored otherwise).
         les_options: keyword arguments passed to ``les_energy`` (e.g. accuracy).
+        core_repulsion: {"Z1-Z2": r_c Å} switched ZBL repulsion below the training data
+            (:mod:`lesmd.models.repulsion`); None for none.
     """
 
     def __init__(
         self, short_range: torch.nn.Module, *, sigma: float = 1.0,
         reference_energies: dict[int, float] | None = None, charge_hidden: tuple[int, ...] | list[int] = (16,),
         use_les: bool = True, charge_descriptor: dict | None = None, les_options: dict | None = None,
+        core_repulsion: dict[str, float] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.short_range = short_range
@@ -101,6 +105,7 @@ class LESModel(AtomisticModel):
             self.charge_features = MomentNetwork(**hp)
             n_features = self.charge_features.n_features
         self.charge_head = mlp([n_features, *self.charge_hidden, 1])
+        self.core_repulsion = CoreRepulsion(self.species, core_repulsion) if core_repulsion else None
         cutoffs = [float(short_range.cutoff)]
         if self.charge_features is not None:
             cutoffs.append(self.charge_features.cutoff)
@@ -159,6 +164,8 @@ class LESModel(AtomisticModel):
         frame = torch.repeat_interleave(torch.arange(n_frames, device=species.device), counts.to(species.device))
         sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
         atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
+        if self.core_repulsion is not None:
+            atomic = atomic + self.core_repulsion(species, vectors, i, j)
         energy_sr = vectors.new_zeros(n_frames).index_add(0, frame, atomic)
         if not self.use_les:
             zeros = vectors.new_zeros(n_frames)
@@ -245,4 +252,5 @@ class LESModel(AtomisticModel):
             "short_range": self.short_range.hyperparameters(),
             "sigma": self.sigma, "charge_hidden": list(self.charge_hidden), "use_les": self.use_les,
             "charge_descriptor": self.charge_descriptor_hparams, "les_options": dict(self.les_options),
+            "core_repulsion": dict(self.core_repulsion.cutoffs) if self.core_repulsion is not None else None,
         }  # fmt: skip
