@@ -145,6 +145,17 @@ class IPIDriver:
         return json.dumps(data)
 
 
+def _exit_pending(sock: socket.socket) -> bool:
+    """Whether an EXIT header is waiting in ``sock``'s receive buffer (i-PI sends EXIT, then closes: a reply we
+    were still sending can fail with a reset although the run ended normally)."""
+    try:
+        sock.settimeout(0.5)
+        data = sock.recv(4096, socket.MSG_PEEK)
+    except OSError:
+        return False
+    return b"EXIT" in data
+
+
 class IPIConnectionLost(ConnectionError):
     """The socket to i-PI broke without an EXIT message."""
 
@@ -280,6 +291,9 @@ class IPIClient:
                 else:
                     raise ConnectionError(f"unexpected message {msg!r} from i-PI (protocol error)")
         except (SocketClosed, ConnectionResetError, BrokenPipeError) as err:
+            if _exit_pending(sock):
+                # i-PI ended the run while we were answering: its EXIT was already queued before the close
+                return
             why = f" ({err.strerror})" if getattr(err, "strerror", None) else ""
             raise IPIConnectionLost(f"lost the connection to i-PI at {self.address} without an EXIT message{why}: "
                                     "i-PI was killed or crashed") from None
