@@ -42,13 +42,13 @@ def thz_to_angular_frequency(frequency_thz: float) -> float:
 
 
 def parse_field_vector(value: str | Sequence[float] | np.ndarray) -> np.ndarray:
-    """A field vector (3,) in V/Å from "Ex,Ey,Ez" (commas, spaces or colons) or a sequence of 3 numbers.
+    """A field vector (3,) in V/Å from "Ex,Ey,Ez" (commas, semicolons, spaces or colons) or 3 numbers.
 
     Raises:
         ValueError: not exactly three finite numbers.
     """
     if isinstance(value, str):
-        tokens = value.replace(",", " ").replace(":", " ").split()
+        tokens = value.replace(",", " ").replace(";", " ").replace(":", " ").split()
         try:
             numbers = [float(t) for t in tokens]
         except ValueError as err:

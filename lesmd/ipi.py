@@ -58,18 +58,13 @@ def parse_extras(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def parse_vector(text: str | Sequence[float] | None, what: str = "efield") -> np.ndarray | None:
-    """``"Ex,Ey,Ez"`` (or ``;``/space separated) → (3,) float array; None stays None."""
+def parse_vector(text: str | Sequence[float] | None) -> np.ndarray | None:
+    """``"Ex,Ey,Ez"`` → (3,) field in V/Å (:func:`lesmd.fields.parse_field_vector`); None or "" stays None."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
-    items = text.replace(";", ",").replace(" ", ",").split(",") if isinstance(text, str) else list(text)
-    try:
-        vec = np.array([float(s) for s in items if str(s).strip()], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{what} must be three numbers like 0,0,0.05, got {text!r}") from None
-    if vec.shape != (3,):
-        raise ValueError(f"{what} must be three numbers like 0,0,0.05, got {text!r}")
-    return vec
+    from lesmd.fields import parse_field_vector
+
+    return parse_field_vector(text)
 
 
 class IPIDriver:
