@@ -90,18 +90,20 @@ def test_ipi_pimd_four_beads_two_clients_match_ase(run_dir, mode):
     address = name if mode == "unix" else "localhost"
     motion = ('<motion mode="dynamics"><dynamics mode="nvt"><timestep units="femtosecond">0.25</timestep>'
               '<thermostat mode="pile_l"><tau units="femtosecond">50</tau></thermostat></dynamics></motion>')
-    xml = h.ipi_input(address=address, mode=mode, port=port, steps=4, nbeads=4, motion=motion, extras="dipole")
-    procs.append(h.start_ipi(workdir, xml, address=name, mode=mode))
-    where = ["--unix", name] if mode == "unix" else ["--host", "localhost", "--port", str(port), "--reconnect", "30"]
-    clients = [h.start_client(workdir, workdir / "init.xyz", *where, "--extras", "dipole", name=f"client{k}")
-               for k in range(2)]
+    steps = 20
+    xml = h.ipi_input(address=address, mode=mode, port=port, steps=steps, nbeads=4, motion=motion, extras="dipole")
+    # both clients wait for i-PI (--reconnect) before it starts, so neither arrives after a short run has ended
+    where = ["--unix", name] if mode == "unix" else ["--host", "localhost", "--port", str(port)]
+    clients = [h.start_client(workdir, workdir / "init.xyz", *where, "--reconnect", "30", "--extras", "dipole",
+                              name=f"client{k}") for k in range(2)]
     procs.extend(clients)
+    procs.insert(0, h.start_ipi(workdir, xml, address=name, mode=mode))
     for k, c in enumerate(clients):
         assert c.wait(timeout=WAIT) == 0, (workdir / f"client{k}.log").read_text()
     assert procs[0].wait(timeout=WAIT) == 0
     counts = [int((workdir / f"client{k}.log").read_text().split("EXIT after ")[1].split()[0]) for k in range(2)]
-    # 4 beads × (initial + 4 steps), each evaluated once; how i-PI splits them depends on when the clients connect
-    assert sum(counts) == 4 * 5
+    # 4 beads × (initial + steps), each evaluated once; how i-PI splits them depends on when the clients connect
+    assert sum(counts) == 4 * (steps + 1)
     assert_ipi_matches_ase(workdir, LESCalculator(h.water2_model(), dtype=torch.float64), nbeads=4, bec=False)
 
 
