@@ -12,4 +12,6 @@ PYTHON=${PYTHON:-python}
 PYTHONPATH=. "$PYTHON" -m lesmd.cli train "$DATA" -o "$OUT" --valid-last 20 --epochs 150 --batch-size 1 \
     --lr 4e-3 --lr-min 2e-5 --threads 1 --les-accuracy 1e-4 --max-minutes 46 --hidden 128,128 --energy-weight 300 \
     --seed 0
+# extrapolation guards outside the data (core repulsion, data walls, latent-charge bound); unchanged on the data
+PYTHONPATH=. "$PYTHON" scripts/add_model_guards.py --model "$OUT" --data "$DATA"
 PYTHONPATH=. "$PYTHON" scripts/evaluate_default_model.py --model "$OUT" --data "$DATA"

@@ -45,6 +45,7 @@ def build_model(architecture: dict) -> LESModel:
         short_range, sigma=architecture["sigma"], charge_hidden=architecture["charge_hidden"],
         use_les=architecture["use_les"], charge_descriptor=architecture.get("charge_descriptor"),
         les_options=architecture.get("les_options"), core_repulsion=architecture.get("core_repulsion"),
+        charge_bound=architecture.get("charge_bound"), data_walls=architecture.get("data_walls"),
     )  # fmt: skip
 
 
@@ -176,6 +177,10 @@ def describe_model(path: str | Path | None = None) -> str:
         f"short range: {arch['short_range_type']} {arch['short_range']}",
         f"weights: {n_params} numbers",
     ]
+    for key, label in (("core_repulsion", "core repulsion (ZBL) cutoffs, Å"), ("data_walls", "data walls"),
+                       ("charge_bound", "latent-charge bound, e")):
+        if arch.get(key):
+            lines.append(f"{label}: {arch[key]}")
     if prov.get("validation"):
         v = prov["validation"]
         parts = [f"{k} {v[k]:.4g}" for k in ("energy_rmse_mev_per_atom", "forces_rmse_mev_per_a") if k in v]

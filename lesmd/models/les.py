@@ -21,7 +21,7 @@ import torch
 
 from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
-from lesmd.models.repulsion import CoreRepulsion
+from lesmd.models.repulsion import CoreRepulsion, DataWall
 from lesmd.models.shortrange import MomentNetwork, mlp
 from lesmd.neighbors import edge_vectors, neighbor_list
 
@@ -57,6 +57,38 @@ def _apply_total_charge(charges: torch.Tensor, total_charge: float) -> torch.Ten
     return apply_total_charge(charges, total_charge)
 
 
+def bound_charges(q: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, width: float) -> torch.Tensor:
+    """Smoothly bounded latent charges (e): q itself inside [lower, upper], saturating beyond.
+
+    Above ``upper``: upper + w·tanh((q − upper)/w); below ``lower`` the mirror image. Continuous with a continuous
+    first derivative, monotonic, and confined to (lower − w, upper + w). A guard against extrapolation: an
+    environment far from the training data cannot produce runaway charges whose Coulomb attraction opens a
+    bottomless hole in the energy (charges and energy collapse together in MD).
+
+    Args:
+        q: (N,) raw charges; lower, upper: (N,) per-atom bounds; width: saturation width w, e.
+    """
+    above = upper + width * torch.tanh((q - upper).clamp(min=0.0) / width)
+    below = lower - width * torch.tanh((lower - q).clamp(min=0.0) / width)
+    return torch.where(q > upper, above, torch.where(q < lower, below, q))
+
+
+def _parse_charge_bound(bound: dict | None, species: list[int]) -> tuple[torch.Tensor, float] | None:
+    """{"width": w, "ranges": {"Z": [lower, upper]}} → ((S, 2) table, w); every species needs a range."""
+    if bound is None:
+        return None
+    width = float(bound.get("width", 0.0))
+    ranges = {int(z): [float(x) for x in r] for z, r in dict(bound.get("ranges", {})).items()}
+    if not width > 0:
+        raise ValueError(f"charge_bound width must be positive, got {width}")
+    table = torch.zeros(len(species), 2, dtype=torch.float64)
+    for k, z in enumerate(species):
+        if z not in ranges or len(ranges[z]) != 2 or not ranges[z][0] < ranges[z][1]:
+            raise ValueError(f"charge_bound needs a range [lower, upper] with lower < upper for element {z}")
+        table[k] = torch.tensor(ranges[z])
+    return table, width
+
+
 class LESModel(AtomisticModel):
     """Short-range model + LES long-range term (implements :class:`~lesmd.models.base.AtomisticModel`).
 
@@ -71,13 +103,20 @@ class LESModel(AtomisticModel):
         les_options: keyword arguments passed to ``les_energy`` (e.g. accuracy).
         core_repulsion: {"Z1-Z2": r_c Å} switched ZBL repulsion below the training data
             (:mod:`lesmd.models.repulsion`); None for none.
+        charge_bound: {"width": w, "ranges": {"Z": [lower, upper]}} in e: raw latent charges (before the
+            total-charge shift) pass unchanged inside each element's range and saturate smoothly within w beyond
+            it (:func:`bound_charges`); None for no bound. Ranges enclosing the training data leave the model
+            unchanged on its data.
+        data_walls: {"cutoffs": {"Z1-Z2": r_c Å}, "strength": eV, "length": Å}: soft pair walls below the
+            shortest distances of the training data (:class:`lesmd.models.repulsion.DataWall`); None for none.
     """
 
     def __init__(
         self, short_range: torch.nn.Module, *, sigma: float = 1.0,
         reference_energies: dict[int, float] | None = None, charge_hidden: tuple[int, ...] | list[int] = (16,),
         use_les: bool = True, charge_descriptor: dict | None = None, les_options: dict | None = None,
-        core_repulsion: dict[str, float] | None = None,
+        core_repulsion: dict[str, float] | None = None, charge_bound: dict | None = None,
+        data_walls: dict | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.short_range = short_range
@@ -106,6 +145,14 @@ class LESModel(AtomisticModel):
             n_features = self.charge_features.n_features
         self.charge_head = mlp([n_features, *self.charge_hidden, 1])
         self.core_repulsion = CoreRepulsion(self.species, core_repulsion) if core_repulsion else None
+        self.data_walls = DataWall(self.species, **data_walls) if data_walls else None
+        self.charge_bound = None if charge_bound is None else {
+            "width": float(charge_bound["width"]),
+            "ranges": {str(z): [float(x) for x in r] for z, r in dict(charge_bound["ranges"]).items()},
+        }  # fmt: skip
+        parsed = _parse_charge_bound(self.charge_bound, self.species)
+        self.register_buffer("charge_range", parsed[0] if parsed else torch.zeros(0, 2), persistent=False)
+        self.charge_width = parsed[1] if parsed else 0.0
         cutoffs = [float(short_range.cutoff)]
         if self.charge_features is not None:
             cutoffs.append(self.charge_features.cutoff)
@@ -166,6 +213,8 @@ class LESModel(AtomisticModel):
         atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
         if self.core_repulsion is not None:
             atomic = atomic + self.core_repulsion(species, vectors, i, j)
+        if self.data_walls is not None:
+            atomic = atomic + self.data_walls(species, vectors, i, j)
         energy_sr = vectors.new_zeros(n_frames).index_add(0, frame, atomic)
         if not self.use_les:
             zeros = vectors.new_zeros(n_frames)
@@ -175,7 +224,7 @@ class LESModel(AtomisticModel):
         if features is None:
             cf = self.charge_features
             features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
-        raw = self.charge_head(features).squeeze(-1)
+        raw = self._latent_charges(features, species)
         charges, energy_lr = [], []
         start = 0
         for b in range(n_frames):
@@ -201,7 +250,14 @@ class LESModel(AtomisticModel):
         if features is None:
             cf = self.charge_features
             features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
-        return self.charge_head(features).squeeze(-1)
+        return self._latent_charges(features, species)
+
+    def _latent_charges(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        raw = self.charge_head(features).squeeze(-1)
+        if self.charge_bound is None:
+            return raw
+        bounds = self.charge_range.to(raw.dtype)[species]
+        return bound_charges(raw, bounds[:, 0], bounds[:, 1], self.charge_width)
 
     def born_effective_charges(
         self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
@@ -253,4 +309,6 @@ class LESModel(AtomisticModel):
             "sigma": self.sigma, "charge_hidden": list(self.charge_hidden), "use_les": self.use_les,
             "charge_descriptor": self.charge_descriptor_hparams, "les_options": dict(self.les_options),
             "core_repulsion": dict(self.core_repulsion.cutoffs) if self.core_repulsion is not None else None,
+            "charge_bound": self.charge_bound,
+            "data_walls": self.data_walls.config() if self.data_walls is not None else None,
         }  # fmt: skip
