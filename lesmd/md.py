@@ -42,6 +42,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--relax-steps", type=int, default=None,
                         help="FIRE steps before MD (default: 100 for the built water box, 0 for --structure)")
+    parser.add_argument("--bec", action="store_true",
+                        help="also store Born effective charges in every written frame (for IR from Z*·v)")
     parser.add_argument("--out", default="md.traj", help="trajectory file: .traj or .xyz/.extxyz (default md.traj)")
 
 
@@ -91,8 +93,8 @@ def make_dynamics(atoms, ensemble: str, timestep_fs: float, temperature: float, 
 class StepLogger:
     """Prints one line per logged step and appends the frame to the trajectory."""
 
-    def __init__(self, atoms, dyn, out: str | Path, stream=sys.stdout) -> None:
-        self.atoms, self.dyn, self.stream = atoms, dyn, stream
+    def __init__(self, atoms, dyn, out: str | Path, stream=sys.stdout, bec: bool = False) -> None:
+        self.atoms, self.dyn, self.stream, self.bec = atoms, dyn, stream, bec
         self.out = Path(out)
         self.start = time.perf_counter()
         suffix = self.out.suffix.lower()
@@ -101,7 +103,8 @@ class StepLogger:
         if suffix == ".traj":
             from ase.io.trajectory import Trajectory
 
-            self.traj = Trajectory(str(self.out), "w", atoms, properties=["energy", "forces", "charges", "dipole"])
+            properties = ["energy", "forces", "charges", "dipole"] + (["born_effective_charges"] if bec else [])
+            self.traj = Trajectory(str(self.out), "w", atoms, properties=properties)
         else:
             self.traj = None
             self.out.unlink(missing_ok=True)
@@ -127,6 +130,9 @@ class StepLogger:
             frame = a.copy()
             frame.calc = SinglePointCalculator(frame, energy=epot, forces=a.get_forces(), dipole=dipole,
                                                charges=a.get_charges())
+            if self.bec:  # extxyz holds per-atom arrays of rank ≤ 2: 9 columns [α, β] row-major
+                bec = a.calc.get_property("born_effective_charges", a)
+                frame.arrays["born_effective_charges"] = bec.reshape(len(a), 9)
             frame.info.update(time_fs=t_fs, temperature_K=temperature)
             write(self.out, frame, format="extxyz", append=True)
 
@@ -143,8 +149,9 @@ def _fs() -> float:
 
 def run_md(atoms, calc, *, steps: int = 200, ensemble: str = "nvt", timestep: float = 0.5,
            temperature: float = 300.0, friction: float = 0.01, pressure: float = 1.0, seed: int = 0,
-           log_interval: int = 1, out: str | Path = "md.traj", stream=sys.stdout):
-    """Run ``steps`` MD steps of ``atoms`` with ``calc``; log and write every ``log_interval`` steps.
+           log_interval: int = 1, out: str | Path = "md.traj", stream=sys.stdout, bec: bool = False):
+    """Run ``steps`` MD steps of ``atoms`` with ``calc``; log and write every ``log_interval`` steps
+    (with ``bec``, every written frame also holds the Born effective charges, (N, 3, 3) e).
 
     Returns the final ``Atoms`` (the same object, propagated).
     """
@@ -154,7 +161,7 @@ def run_md(atoms, calc, *, steps: int = 200, ensemble: str = "nvt", timestep: fl
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, got {ensemble!r}")
     atoms.calc = calc
     dyn = make_dynamics(atoms, ensemble, timestep, temperature, friction, pressure, seed)
-    logger = StepLogger(atoms, dyn, out, stream)
+    logger = StepLogger(atoms, dyn, out, stream, bec=bec)
     dyn.attach(logger, interval=log_interval)
     start = time.perf_counter()
     try:
@@ -202,5 +209,5 @@ def run_cli(args: argparse.Namespace) -> int:
         relax(atoms, calc, relax_steps)
     run_md(atoms, calc, steps=args.steps, ensemble=args.ensemble, timestep=args.timestep,
            temperature=args.temperature, friction=args.friction, pressure=args.pressure, seed=args.seed,
-           log_interval=args.log_interval, out=args.out)
+           log_interval=args.log_interval, out=args.out, bec=args.bec)
     return 0

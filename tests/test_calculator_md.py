@@ -61,6 +61,32 @@ def test_lesmd_md_command_logs_every_step_and_writes_dipoles(tmp_path):
         assert abs(q.sum()) < 1e-5
 
 
+@pytest.mark.parametrize("suffix", ["traj", "extxyz"])
+def test_lesmd_md_bec_flag_stores_born_charges_that_match_the_calculator(tmp_path, suffix):
+    from lesmd.calculator import LESCalculator
+    from lesmd.models.io import save_model
+    from lesmd.models.les import LESModel
+    from lesmd.models.shortrange import MomentNetwork
+
+    torch.manual_seed(1)
+    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=1, hidden=[8]), charge_hidden=(8,))
+    path = save_model(model, tmp_path / "m.pt")
+    cmd = [sys.executable, "-m", "lesmd.cli", "md", "--model", str(path), "--molecules", "8", "--steps", "4",
+           "--log-interval", "2", "--bec", "--out", f"md.{suffix}", "--threads", "1", "--ensemble", "nve"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=REPO))
+    assert result.returncode == 0, result.stderr
+    frames = read(tmp_path / f"md.{suffix}", index=":")
+    assert len(frames) == 3
+    calc = LESCalculator(str(path))
+    for frame in frames:
+        stored = frame.calc.results.get("born_effective_charges", frame.arrays.get("born_effective_charges"))
+        stored = np.reshape(stored, (len(frame), 3, 3))  # extxyz keeps 9 columns [α, β] row-major
+        fresh = frame.copy()
+        np.testing.assert_allclose(stored, calc.get_property("born_effective_charges", fresh), atol=1e-5)
+        assert np.abs(stored).max() > 1e-3
+
+
 @pytest.mark.slow
 def test_default_water_model_nve_drift_below_half_mev_per_atom():
     """32 H2O, ASE VelocityVerlet, 0.5 fs, 2 ps after FIRE + a 100 fs Langevin start: drift ≤ 0.5 meV/atom, and

@@ -15,15 +15,19 @@ DT_FS=${DT_FS:-0.5}               # MD time step, fs
 STRIDE=${STRIDE:-4}               # write every STRIDE steps -> frames DT_FS*STRIDE = 2 fs apart
 EPS_INF=${EPS_INF:-1.78}          # ε∞ of water (scales latent charges/dipoles by √ε∞)
 MODEL=${MODEL:-}                  # model file; empty = the embedded default water model
+THREADS=${THREADS:-2}             # torch CPU threads
+DIPOLE_SOURCE=${DIPOLE_SOURCE:-bec}  # M(t) from ∫ Σ Z*·v dt (stored BECs); "stored" = the model's Σ q r
 MODEL_ARG=()
 [ -n "$MODEL" ] && MODEL_ARG=(--model "$MODEL")
 steps() { "$PY" -c "print(max(1, round($1 * 1000 / $DT_FS)))"; }
 
 "$PY" -m lesmd.cli md "${MODEL_ARG[@]}" --ensemble nvt --temperature 300 --timestep "$DT_FS" \
-    --steps "$(steps "$EQUIL_PS")" --epsilon-inf "$EPS_INF" --log-interval 200 --out equil.traj | tail -n 3
+    --steps "$(steps "$EQUIL_PS")" --epsilon-inf "$EPS_INF" --log-interval 200 --threads "$THREADS" \
+    --out equil.traj | tail -n 3
 "$PY" -m lesmd.cli md "${MODEL_ARG[@]}" --structure equil.traj --ensemble nve --timestep "$DT_FS" \
-    --steps "$(steps "$NVE_PS")" --epsilon-inf "$EPS_INF" --log-interval "$STRIDE" --out nve.traj | tail -n 3
+    --steps "$(steps "$NVE_PS")" --epsilon-inf "$EPS_INF" --log-interval "$STRIDE" --threads "$THREADS" --bec \
+    --out nve.traj | tail -n 3
 # no --temperature: the NVE kinetic temperature from the stored velocities is used (reported in dielectric.json)
 "$PY" -m lesmd.cli spectrum nve.traj --timestep "$("$PY" -c "print($DT_FS * $STRIDE)")" \
-    --epsilon-inf "$EPS_INF" --quantum-correction harmonic --out results
+    --epsilon-inf "$EPS_INF" --dipole-source "$DIPOLE_SOURCE" --quantum-correction harmonic --out results
 "$PY" summarize.py results
