@@ -47,24 +47,10 @@ def bessel_basis(r: torch.Tensor, cutoff: float, n_basis: int) -> torch.Tensor:
     return values * cutoff_envelope(r_col, cutoff)
 
 
-_L2_A = [0, 1, 2, 0, 0, 1]
-_L2_B = [0, 1, 2, 1, 2, 2]
-_L2_W = [1.0, 1.0, 1.0, SQRT2, SQRT2, SQRT2]
 # L=3 component = (stored L=2 component) × u_c; weights make the stored product carry √multiplicity
-_L3_FROM = [0, 1, 2, 0, 0, 1, 1, 2, 2, 3]
-_L3_C = [0, 1, 2, 1, 2, 0, 2, 0, 1, 2]
-_L3_W = [1.0, 1.0, 1.0, SQRT3, SQRT3, SQRT3, SQRT3, SQRT3, SQRT3, SQRT6]
 # full 3×3 matrix from the 6 stored rank-2 components
 _M9_FROM = [0, 3, 4, 3, 1, 5, 4, 5, 2]
 _M9_W = [1.0, 1 / SQRT2, 1 / SQRT2, 1 / SQRT2, 1.0, 1 / SQRT2, 1 / SQRT2, 1 / SQRT2, 1.0]
-
-
-def _selection(rows: int, picks: list[tuple[int, float]], dtype, device) -> torch.Tensor:
-    """Constant (rows, len(picks)) matrix with column c = weight at row index (a matmul instead of indexing)."""
-    m = torch.zeros(rows, len(picks), dtype=dtype, device=device)
-    for c, (row, weight) in enumerate(picks):
-        m[row, c] = weight
-    return m
 
 
 def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
@@ -72,21 +58,19 @@ def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
 
     Order: L=0: 1; L=1: x, y, z; L=2: xx, yy, zz, √2xy, √2xz, √2yz;
     L=3: xxx, yyy, zzz, √3xxy, √3xxz, √3xyy, √3yyz, √3xzz, √3yzz, √6xyz.
-    Products are selected with small constant matrices (fast forward and backward on CPU).
+    Written out column by column: elementwise products of (E,) columns are the fastest form on CPU.
     """
-    n = u.shape[0]
-    parts = [torch.ones_like(u[:, :1])]
+    x, y, z = u.unbind(1)
+    columns = [torch.ones_like(x)]
     if l_max >= 1:
-        parts.append(u)
+        columns += [x, y, z]
     if l_max >= 2:
-        p2 = _selection(9, [(3 * a + b, w) for a, b, w in zip(_L2_A, _L2_B, _L2_W, strict=True)], u.dtype, u.device)
-        y2 = (u.unsqueeze(2) * u.unsqueeze(1)).view(n, 9) @ p2
-        parts.append(y2)
+        xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
+        columns += [xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]
     if l_max >= 3:
-        picks = [(3 * f + c, w / _L2_W[f]) for f, c, w in zip(_L3_FROM, _L3_C, _L3_W, strict=True)]
-        p3 = _selection(18, picks, u.dtype, u.device)
-        parts.append((y2.unsqueeze(2) * u.unsqueeze(1)).view(n, 18) @ p3)
-    return torch.cat(parts, dim=1)
+        columns += [xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x, SQRT3 * yy * z,
+                    SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]
+    return torch.stack(columns, dim=1)
 
 
 def _pair_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
