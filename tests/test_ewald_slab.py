@@ -127,3 +127,20 @@ def test_slab_cell_with_tilted_periodic_vectors_is_rejected():
     cell[1, 2] = 0.5
     with pytest.raises(ValueError, match="xy plane"):
         les_energy(charges, positions, cell, SLAB)
+
+
+def test_extended_cell_height_is_quantised_so_md_steps_reuse_the_cached_mesh():
+    from lesmd.les.slab import HEIGHT_STEP, extended_cell
+
+    cell = torch.tensor([[10.0, 0, 0], [0, 10.0, 0], [0, 0, 5.0]], dtype=torch.float64)
+    widths2 = torch.full((4,), 0.5, dtype=torch.float64)
+    pos = torch.tensor([[0, 0, 0.0], [1, 1, 3.0], [2, 5, 7.0], [3, 3, 9.0]], dtype=torch.float64)
+    heights = set()
+    for dz in (0.0, 0.003, 0.006, 0.009):  # the slab breathes by a few mÅ per step
+        moved = pos.clone()
+        moved[3, 2] += dz
+        heights.add(float(extended_cell(cell, moved, widths2, 1e-6)[2, 2]))
+    assert len(heights) == 1
+    height = heights.pop()
+    assert height / HEIGHT_STEP == pytest.approx(round(height / HEIGHT_STEP), abs=1e-12)
+    assert height >= 9.0 + math.log(1e6) / (2 * math.pi / 10.0)  # thickness + gap, never less

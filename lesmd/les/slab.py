@@ -19,6 +19,8 @@ What lesmd requires and does:
 * the extended cell has c = (0, 0, L_z) with L_z = max(user's c_z, thickness + gap), thickness the z-extent of
   the charges and gap = ln(1/ε)/κ_min + 10 s_max (κ_min the shortest in-plane reciprocal vector): the neglected
   interaction between replicas decays as e^(−κ_min · gap) < ε. Larger vacuum costs more k-vectors or mesh points.
+  thickness + gap is rounded up to a multiple of :data:`HEIGHT_STEP`, so that in MD the extended cell (and
+  everything cached for it: k-vectors, mesh weights) stays the same from step to step while the slab breathes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import torch
 
 from lesmd.les.lattice import volume
 from lesmd.units import COULOMB
+
+#: the extended cell's height is rounded up to a multiple of this (Å)
+HEIGHT_STEP = 4.0
 
 
 def check_slab_cell(cell: torch.Tensor) -> None:
@@ -56,7 +61,8 @@ def extended_cell(cell: torch.Tensor, positions: torch.Tensor, widths2: torch.Te
     z = positions[:, 2].detach()
     thickness = float(z.max() - z.min())
     gap = math.log(1.0 / accuracy) / smallest_inplane_wavevector(cell) + 10.0 * math.sqrt(float(widths2.max()))
-    height = max(float(cell[2, 2].detach().abs()), thickness + gap)
+    needed = math.ceil((thickness + gap) / HEIGHT_STEP) * HEIGHT_STEP
+    height = max(float(cell[2, 2].detach().abs()), needed)
     column = torch.zeros(3, dtype=cell.dtype, device=cell.device)
     column[2] = height
     in_plane = torch.cat([cell[:2, :2], torch.zeros(2, 1, dtype=cell.dtype, device=cell.device)], dim=1)
