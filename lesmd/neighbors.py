@@ -93,3 +93,53 @@ def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, edges: Edges) -> t
     if edges.shifts.numel() > 0 and bool((edges.shifts != 0).any()):
         vectors = vectors + edges.shifts @ cell.to(positions.dtype)
     return vectors
+
+
+class VerletList:
+    """A neighbour list with a skin, reused while no atom has moved far (Verlet, Phys. Rev. 159, 98 (1967)).
+
+    The pair search runs with ``cutoff + skin``; later calls reuse those candidate pairs (their lattice shifts
+    included) as long as the cell, pbc and number of atoms are unchanged and no atom has moved by more than
+    skin/2 since the search: then no pair can have come within ``cutoff`` unseen. In MD this replaces most
+    searches by one gather; the caller keeps the pairs within ``cutoff`` (:func:`within_cutoff`).
+
+    Args:
+        cutoff: Å.
+        skin: Å (0 searches every call).
+    """
+
+    def __init__(self, cutoff: float, skin: float = 0.5) -> None:
+        if not (cutoff > 0 and skin >= 0):
+            raise ValueError(f"cutoff must be > 0 and skin ≥ 0 (Å), got {cutoff}, {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.searches = 0
+        self._cache: tuple | None = None
+
+    def _valid(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> bool:
+        if self._cache is None or self.skin == 0:
+            return False
+        reference, ref_cell, ref_pbc, edges = self._cache
+        if reference.shape != positions.shape or reference.dtype != positions.dtype \
+                or reference.device != positions.device or edges.shifts.dtype != positions.dtype:
+            return False
+        if not torch.equal(ref_pbc, pbc.to(ref_pbc.device)) or not torch.equal(ref_cell, cell.detach()):
+            return False
+        moved2 = ((positions.detach() - reference) ** 2).sum(-1).max() if positions.shape[0] else 0.0
+        return float(moved2) < (0.5 * self.skin) ** 2
+
+    def __call__(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Edges:
+        """Candidate edges (all pairs within ``cutoff``, plus some up to ``cutoff + skin``), sorted by ``i``."""
+        if not self._valid(positions, cell, pbc):
+            edges = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
+            self._cache = (positions.detach().clone(), cell.detach().clone(), pbc.detach().clone(), edges)
+            self.searches += 1
+        else:
+            _check_inputs(positions, cell, pbc)
+        return self._cache[3]
+
+
+def within_cutoff(vectors: torch.Tensor, edges: Edges, cutoff: float) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor]:
+    """(vectors, i, j) of the edges shorter than ``cutoff`` (Å); order (sorted by ``i``) preserved."""
+    keep = (vectors.detach() ** 2).sum(-1) < cutoff * cutoff
+    return vectors[keep], edges.i[keep], edges.j[keep]

@@ -84,3 +84,60 @@ def test_bad_inputs_raise_clear_errors():
         neighbor_list(bad, torch.eye(3, dtype=torch.float64) * 5, torch.tensor([True] * 3), 2.0)
     with pytest.raises(ValueError, match="shape"):
         neighbor_list(positions[:, :2], torch.eye(3, dtype=torch.float64), torch.tensor([False] * 3), 2.0)
+
+
+def _edge_set(vectors, i, j, positions):
+    shifts = (vectors - (positions[j] - positions[i])).numpy().round(6)
+    return {(int(a), int(b), *map(float, s)) for a, b, s in zip(i, j, shifts, strict=True)}
+
+
+def test_verlet_list_gives_exactly_the_pairs_within_the_cutoff_and_searches_only_when_atoms_moved_far():
+    from lesmd.neighbors import VerletList, within_cutoff
+
+    atoms = ase.build.bulk("Cu", "fcc", a=3.6, cubic=True).repeat((3, 3, 3))
+    rng = np.random.default_rng(4)
+    atoms.positions += rng.normal(scale=0.1, size=atoms.positions.shape)
+    cell = torch.tensor(atoms.cell.array)
+    pbc = torch.tensor([True] * 3)
+    verlet = VerletList(cutoff=4.0, skin=0.6)
+    positions = torch.tensor(atoms.positions)
+    for step in range(12):
+        step_size = 0.02 if step != 8 else 0.5  # one big jump: every atom moves ~0.5·√3 Å > skin/2
+        positions = positions + torch.tensor(rng.normal(scale=step_size, size=positions.shape))
+        edges = verlet(positions, cell, pbc)
+        vectors, i, j = within_cutoff(edge_vectors(positions, cell, edges), edges, 4.0)
+        fresh = neighbor_list(positions, cell, pbc, 4.0)
+        assert _edge_set(vectors, i, j, positions) == _edge_set(edge_vectors(positions, cell, fresh), fresh.i,
+                                                                  fresh.j, positions)
+        assert torch.all(i[1:] >= i[:-1])  # still sorted by centre atom
+    # small steps accumulate 0.02·√3·√n Å; the list is searched again only after the drift or the jump
+    assert 2 <= verlet.searches <= 5
+    searches = verlet.searches
+    verlet(positions, cell * 1.01, pbc)  # a new cell (NPT) always searches again
+    assert verlet.searches == searches + 1
+
+
+def test_les_model_reuses_its_verlet_list_along_an_md_trajectory_with_identical_results():
+    from lesmd.models.les import LESModel
+    from lesmd.models.shortrange import MomentNetwork
+
+    torch.manual_seed(0)
+    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=1, hidden=[8])).double()
+    water = ase.build.molecule("H2O")
+    atoms = water.copy()
+    for k in range(1, 8):
+        shifted = water.copy()
+        shifted.translate([3.0 * (k % 2), 3.0 * ((k // 2) % 2), 3.0 * (k // 4)])
+        atoms += shifted
+    atoms.set_cell([6.0, 6.0, 6.0])
+    atoms.pbc = True
+    numbers, cell, pbc = torch.tensor(atoms.numbers), torch.tensor(atoms.cell.array), torch.tensor([True] * 3)
+    rng = np.random.default_rng(0)
+    positions = torch.tensor(atoms.positions)
+    for _ in range(5):
+        positions = positions + torch.tensor(rng.normal(scale=0.01, size=positions.shape))
+        reused = model(numbers, positions, cell, pbc)
+        model.verlet_list._cache = None  # a fresh search
+        fresh = model(numbers, positions, cell, pbc)
+        assert float(reused["energy"]) == pytest.approx(float(fresh["energy"]), abs=1e-12)
+        torch.testing.assert_close(reused["charges"], fresh["charges"], rtol=0, atol=1e-12)

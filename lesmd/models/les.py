@@ -23,7 +23,7 @@ from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
 from lesmd.models.repulsion import CoreRepulsion, DataWall
 from lesmd.models.shortrange import MomentNetwork, mlp
-from lesmd.neighbors import edge_vectors, neighbor_list
+from lesmd.neighbors import VerletList, edge_vectors, neighbor_list, within_cutoff
 
 
 def _les_energy(charges, positions, cell, pbc, sigma, **kwargs):
@@ -87,6 +87,10 @@ def _parse_charge_bound(bound: dict | None, species: list[int]) -> tuple[torch.T
             raise ValueError(f"charge_bound needs a range [lower, upper] with lower < upper for element {z}")
         table[k] = torch.tensor(ranges[z])
     return table, width
+
+
+#: Å, skin of the Verlet neighbour list that :meth:`LESModel.forward` reuses across MD steps
+VERLET_SKIN = 0.5
 
 
 class LESModel(AtomisticModel):
@@ -157,6 +161,7 @@ class LESModel(AtomisticModel):
         if self.charge_features is not None:
             cutoffs.append(self.charge_features.cutoff)
         self.cutoff = max(cutoffs)
+        self.verlet_list = VerletList(self.cutoff, skin=VERLET_SKIN)
 
     def reference_energy_dict(self) -> dict[int, float]:
         """{Z: eV} per-element reference energies."""
@@ -174,10 +179,10 @@ class LESModel(AtomisticModel):
         """Energies (eV) and latent charges (e) of one structure; see :class:`AtomisticModel`."""
         pbc = torch.as_tensor(pbc, dtype=torch.bool)
         species = self.species_indices(numbers)
-        edges = neighbor_list(positions, cell, pbc, self.cutoff)
-        vectors = edge_vectors(positions, cell, edges)
+        edges = self.verlet_list(positions, cell, pbc)  # reused across MD steps while atoms move < skin/2
+        vectors, i, j = within_cutoff(edge_vectors(positions, cell, edges), edges, self.cutoff)
         out = self.forward_graph(
-            species, vectors, edges.i, edges.j, positions, cell.unsqueeze(0), pbc.unsqueeze(0),
+            species, vectors, i, j, positions, cell.unsqueeze(0), pbc.unsqueeze(0),
             torch.tensor([positions.shape[0]]), [float(total_charge)],
         )  # fmt: skip
         return {
