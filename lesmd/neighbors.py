@@ -115,6 +115,10 @@ class VerletList:
         self.searches = 0
         self._cache: tuple | None = None
 
+    def reset(self) -> None:
+        """Forget the stored list: the next call searches again."""
+        self._cache = None
+
     def _valid(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> bool:
         if self._cache is None or self.skin == 0:
             return False
