@@ -35,7 +35,17 @@ plain vacuum electrostatics; a vacuum capacitor then holds ε∞ times the vacuu
 The electrolyte charges couple to the electrodes as Gaussians of the model's LES width σ/√2 (option
 ``electrolyte_width``; 0 = point charges).
 
-Electrode–electrolyte short range: Lennard-Jones with user parameters (:mod:`lesmd.electrode.lennard_jones`).
+Electrode–electrolyte short range (``short_range``): from the model when it knows every electrode element, else
+Lennard-Jones with user parameters (:mod:`lesmd.electrode.lennard_jones`). With the model ("model", or "auto" and
+a model such as :class:`~lesmd.models.les.LESModel` whose species include the electrode elements) the model's
+short range runs on ALL atoms (pbc T,T,F for the slab, 3-D for finite_field), so the water–metal interaction and
+the water's environment near the metal are the model's; the electrolyte charges p are the model's latent charges
+of the electrolyte atoms in that combined environment, shifted over the electrolyte alone to Σp = Q_electrolyte;
+the model's LES term runs on p and the electrolyte atoms only; the electrode atoms' latent charges are unused
+(their charges come from the constant-potential solve). Ω = E_sr(model, all atoms) + E_LES(p) + electrode terms;
+frozen electrodes still get zero forces, mobile ones the model's short-range forces too. Otherwise ("lennard_jones",
+or "auto" with a model that does not know the electrode element or cannot evaluate it, e.g. analytic models) the
+model runs on the electrolyte atoms alone and the ``[lennard_jones]`` table (if any) adds the repulsion.
 
 Solvers. ``matrix`` (frozen electrodes): A⁻¹ is built once (O(N_el³)) and reused, the electrode k-space factors
 are cached; each step costs the electrode–electrolyte Ewald coupling O((N_el + N_elyt)·N_k + pairs) plus
@@ -59,6 +69,9 @@ Config file (TOML)::
     # cg_tolerance = 1e-9        # V, largest residual potential error of the CG solver
     # cg_max_iterations = 1000
     # min_distance = 0.3         # Å, closer atoms raise an error
+    # short_range = "auto"       # electrode–electrolyte short range: "auto" (the model if it knows every electrode
+    #                            # element, else Lennard-Jones), "model" (error if it does not), "lennard_jones"
+    #                            # (needs the [lennard_jones] table); "model" excludes a [lennard_jones] table
 
     [[electrode]]                # one table per electrode; finite_field: bottom first, then top
     name = "bottom"
@@ -72,7 +85,8 @@ Config file (TOML)::
     potential = 0.6
     eta = 1.979
 
-    [lennard_jones]              # electrode–electrolyte pairs only; Lorentz–Berthelot mixing
+    [lennard_jones]              # electrode–electrolyte pairs only (used unless the model supplies the short
+                                 # range); Lorentz–Berthelot mixing
     cutoff = 10.0                # Å (energy shifted to 0 there)
     Au = { epsilon = 0.2294, sigma = 2.629 }   # eV, Å
     O = { epsilon = 0.00674, sigma = 3.166 }

@@ -15,6 +15,7 @@ import numpy as np
 
 BOUNDARIES = ("slab", "finite_field")
 SOLVERS = ("matrix", "cg")
+SHORT_RANGES = ("auto", "model", "lennard_jones")
 
 
 @dataclass
@@ -84,6 +85,11 @@ class ElectrodeConfig:
         accuracy: relative accuracy of the Ewald sums.
         cg_tolerance: CG stops when every component of the projected residual is below this (V).
         cg_max_iterations: CG gives up (ValueError) after this many iterations.
+        short_range: where the electrode–electrolyte short range comes from. "model": the electrolyte model
+            evaluated on all atoms (it must know every electrode element; its latent charges of the electrolyte
+            atoms then see the metal); "lennard_jones": the ``lennard_jones`` table (required); "auto" (default):
+            the model if it can (it knows every electrode element and offers ``short_range_and_raw_charges``, as
+            :class:`~lesmd.models.les.LESModel` does), else Lennard-Jones (none when there is no table).
         lennard_jones: electrode–electrolyte repulsion (None: no short-range electrode–electrolyte term).
         min_distance: atoms closer than this (Å) raise ValueError (0 disables the check).
         slab_factor: slab boundary: the Ewald cell is L_z·slab_factor tall (≥ 2; vacuum above the atoms).
@@ -102,6 +108,7 @@ class ElectrodeConfig:
     min_distance: float = 0.3
     slab_factor: float = 3.0
     real_space_cutoff: float = 12.0
+    short_range: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -114,6 +121,13 @@ class ElectrodeConfig:
             raise ValueError(f"electrode config: boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"electrode config: solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.short_range not in SHORT_RANGES:
+            raise ValueError(f"electrode config: short_range must be one of {SHORT_RANGES}, got {self.short_range!r}")
+        if self.short_range == "lennard_jones" and self.lennard_jones is None:
+            raise ValueError("electrode config: short_range = 'lennard_jones' needs a [lennard_jones] table")
+        if self.short_range == "model" and self.lennard_jones is not None:
+            raise ValueError("electrode config: short_range = 'model' and a [lennard_jones] table: remove the table "
+                             "or set short_range = 'lennard_jones'")
         if self.epsilon_inf is not None and not (self.epsilon_inf > 0 and math.isfinite(self.epsilon_inf)):
             raise ValueError(f"electrode config: epsilon_inf must be positive, got {self.epsilon_inf}")
         if not 0 < self.accuracy < 1:
@@ -221,7 +235,7 @@ def _lennard_jones(table: Mapping) -> LennardJones:
 
 
 _TOP_KEYS = {"boundary", "solver", "electrolyte_width", "epsilon_inf", "accuracy", "cg_tolerance",
-             "cg_max_iterations", "min_distance", "slab_factor", "real_space_cutoff",
+             "cg_max_iterations", "min_distance", "slab_factor", "real_space_cutoff", "short_range",
              "electrode", "lennard_jones"}
 _ELECTRODE_KEYS = {"name", "indices", "tag", "potential", "charge", "eta"}
 

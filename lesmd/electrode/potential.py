@@ -1,7 +1,12 @@
 """`ElectrodePotential`: constant-potential electrodes around an LES electrolyte, behind the ``compute`` protocol.
 
 Per call (one MD step):
-1. the LES model on the electrolyte atoms gives E_model and latent charges p (graph kept for forces);
+1. the model gives E_model and the electrolyte latent charges p (graph kept for forces). Lennard-Jones short range:
+   the LES model on the electrolyte atoms alone. Model short range (the model knows the electrode elements,
+   ``short_range`` = "model"/"auto"): E_model = Σ_all ε_sr,i (the model's short range on electrode + electrolyte
+   atoms, reference energies included) + E_LES(p on the electrolyte), with p the model's raw latent charges of the
+   electrolyte atoms in the combined environment, shifted over the electrolyte atoms to Σp = Q_electrolyte; the
+   electrode atoms' latent charges are not used (their charges q come from step 3);
 2. φ_i, the potential of the electrolyte charges at electrode site i, as a differentiable function of positions
    and p (:meth:`lesmd.electrode.electrostatics.Electrostatics.coupling_potential`, O((N_el + N_elyt)·N_k));
 3. the electrode charges solve A q = b + Cᵀλ with b_i = Ψ_k(i) − φ_i + E_z z_i (matrix or CG solver);
@@ -10,7 +15,8 @@ Per call (one MD step):
        Ω = E_model + ½ q*ᵀA q* + q*ᵀφ − Σ_k Ψ_k Q_k − E_z Σ_all x_i z_i + E_LJ
 
    is differentiated by autograd: because q* minimises Ω on the constraint set, these are the exact
-   (Hellmann–Feynman) forces, including the model's charge-derivative terms through p(r).
+   (Hellmann–Feynman) forces, including the model's charge-derivative terms through p(r). E_LJ is absent when
+   the model supplies the short range.
 The electrolyte–electrolyte Coulomb energy is the model's own. Frozen electrodes (``solver = "matrix"``) get zero
 forces (they do not move; A is a constant); mobile ones (``"cg"``) get the full force, with A rebuilt each step.
 All electrostatics are done in latent units with Ψ̃ = √ε∞Ψ, Ẽ = √ε∞E (see :mod:`lesmd.electrode`).
@@ -30,6 +36,8 @@ from lesmd.electrode.config import ElectrodeConfig, load_config
 from lesmd.electrode.electrostatics import Electrostatics
 from lesmd.electrode.lennard_jones import lennard_jones_energy, pair_tables
 from lesmd.electrode.solver import MatrixSolver, projected_cg
+from lesmd.les.charges import apply_total_charge
+from lesmd.les.ewald import les_energy
 
 _PROPERTIES = ("energy", "free_energy", "forces", "charges", "dipole", "stress", "capacitance")
 
@@ -47,7 +55,8 @@ class ElectrodePotential:
     "energy"/"free_energy" Ω (eV, conserved), "forces" (N,3) eV/Å, "charges" (N,) e (electrode charges and
     √ε∞-scaled electrolyte charges), "dipole" (3,) e·Å, "electrode_charges" (N_el,) e in the order of
     :attr:`electrode_indices`, "electrode_total_charges" (K,) e, "electrode_potentials" (K,) V (set potential plus
-    the common shift fixed by neutrality; solved potential for fixed-charge electrodes), "energy_model" (eV),
+    the common shift fixed by neutrality; solved potential for fixed-charge electrodes), "energy_model" (eV; with
+    the model's short range it includes the electrode atoms' short-range energies),
     "cg_iterations" (CG solver), and on request "capacitance" (K,K) e/V, C_kl = ∂Q_k/∂Ψ_l.
     ``pbc`` is ignored: the boundary comes from the config (slab: x,y periodic; finite_field: 3-D periodic).
     """
@@ -69,6 +78,8 @@ class ElectrodePotential:
                                              self.config.real_space_cutoff)
         self._previous_q: torch.Tensor | None = None
         self._warned_stress = False
+        self._warned_lj_ignored = False
+        self.short_range_source: str | None = None  # "model" or "lennard_jones", set by compute
         self.last_results: dict[str, np.ndarray] = {}
 
     # ---------------------------------------------------------------- set-up
@@ -202,14 +213,20 @@ class ElectrodePotential:
         widths_el = torch.as_tensor(np.concatenate([[e.width] * len(e.indices) for e in self.config.electrodes]),
                                     **f64)
 
-        # 1. electrolyte model: energy and latent charges (graph kept)
-        energy_model, p = self._model(numbers[electrolyte], pos_ly, box, pbc_t)
+        # 1. model energy and electrolyte latent charges (graph kept)
+        source = self._short_range_source(numbers[electrode], len(electrolyte))
+        self.short_range_source = source
+        if source == "model":
+            pos_all = pos if mobile else torch.where(self._electrode_mask(n_atoms, electrode), pos.detach(), pos)
+            energy_model, p = self._model_all_atoms(numbers, pos_all, electrolyte, box, pbc_t)
+        else:
+            energy_model, p = self._model(numbers[electrolyte], pos_ly, box, pbc_t)
 
         # 2. potential of the electrolyte charges at the electrode sites (latent units, differentiable)
         es = self.electrostatics
         if len(electrolyte):
             terms = es.prepare(pos_el, box, widths_el, self.electrolyte_width)
-            lj = self.config.lennard_jones
+            lj = self.config.lennard_jones if source == "lennard_jones" else None
             cutoff = max(terms["r_cut"], lj.cutoff if lj is not None else 0.0, self.config.min_distance)
             pairs = es.pairs(pos_el, pos_ly, terms, cutoff)
             distances = torch.linalg.norm(pairs[2], dim=-1)
@@ -245,7 +262,7 @@ class ElectrodePotential:
         energy = energy_model + energy_el + torch.dot(q, phi) - torch.dot(set_potential[group], q)
         if field != 0.0:
             energy = energy - field * (torch.dot(q, pos_el[:, 2]) + torch.dot(p, pos_ly[:, 2]))
-        if len(electrolyte) and self.config.lennard_jones is not None:
+        if len(electrolyte) and source == "lennard_jones" and self.config.lennard_jones is not None:
             energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pairs[0], pairs[1], distances)
 
         out = self._outputs(energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations)
@@ -254,11 +271,72 @@ class ElectrodePotential:
         self.last_results = out
         return out
 
+    def _load_default_model(self) -> None:
+        if self.model is None:  # the embedded default model, loaded on first use
+            self.model, self.model_dtype, _, _ = _unpack_base(str(_default_model_path()))
+
+    def _short_range_source(self, electrode_numbers: np.ndarray, n_electrolyte: int) -> str:
+        """"model" or "lennard_jones": who supplies the electrode–electrolyte short range (``config.short_range``).
+
+        Vacuum electrodes (no electrolyte) with the lazily loaded default model use no model at all.
+        """
+        mode = self.config.short_range
+        if mode == "lennard_jones":
+            return mode
+        if n_electrolyte or mode == "model":
+            self._load_default_model()
+        if self.model is None:
+            return "lennard_jones"
+        capable = callable(getattr(self.model, "short_range_and_raw_charges", None))
+        known = {int(z) for z in getattr(self.model, "species", [])}
+        missing = sorted({int(z) for z in electrode_numbers} - known)
+        if mode == "model":
+            if not capable:
+                raise ValueError(f"short_range = 'model': {type(self.model).__name__} cannot evaluate the electrode "
+                                 f"atoms (no short_range_and_raw_charges); use short_range = 'lennard_jones'")
+            if missing:
+                raise ValueError(f"short_range = 'model': the model does not know the electrode element "
+                                 f"{_symbols(missing)} (it knows {_symbols(sorted(known))}); use "
+                                 f"short_range = 'lennard_jones'")
+            return "model"
+        if not capable or missing:
+            return "lennard_jones"
+        if self.config.lennard_jones is not None and not self._warned_lj_ignored:
+            warnings.warn(f"the model knows the electrode elements {_symbols(sorted(set(electrode_numbers)))}: it "
+                          f"supplies the electrode–electrolyte short range and the [lennard_jones] table is ignored "
+                          f"(set short_range = 'lennard_jones' to use it)", stacklevel=3)
+            self._warned_lj_ignored = True
+        return "model"
+
+    def _electrode_mask(self, n_atoms: int, electrode: np.ndarray) -> torch.Tensor:
+        mask = torch.zeros(n_atoms, 1, dtype=torch.bool, device=self.device)
+        mask[torch.as_tensor(electrode, device=self.device)] = True
+        return mask
+
+    def _model_all_atoms(self, numbers: np.ndarray, pos_all: torch.Tensor, electrolyte: np.ndarray,
+                         box: torch.Tensor, pbc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_model (eV) and p (N_elyt,) e with the model's short range on ALL atoms (electrode + electrolyte).
+
+        E_model = Σ_i ε_sr,i (all atoms) + E_LES(p, electrolyte); p = the raw latent charges of the electrolyte
+        atoms (their descriptors see the metal) shifted over the electrolyte alone to Σp = Q_electrolyte/√ε∞.
+        """
+        dtype = self.model_dtype
+        numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
+        cell = box.to(dtype)
+        atomic, raw = self.model.short_range_and_raw_charges(numbers_t, pos_all.to(dtype), cell, pbc)
+        energy = atomic.sum().to(torch.float64)
+        if len(electrolyte) == 0 or not getattr(self.model, "use_les", True):
+            return energy, pos_all.new_zeros(len(electrolyte))
+        index = torch.as_tensor(electrolyte, dtype=torch.long, device=self.device)
+        p = apply_total_charge(raw[index], self.total_charge / self.scale)
+        energy_lr = les_energy(p, pos_all.to(dtype)[index], cell, pbc, float(self.model.sigma),
+                               **dict(getattr(self.model, "les_options", {})))
+        return energy + energy_lr.to(torch.float64), p.to(torch.float64)
+
     def _model(self, numbers: np.ndarray, pos_ly: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor):
         if len(numbers) == 0:
             return pos_ly.new_zeros(()), pos_ly.new_zeros(0)
-        if self.model is None:  # the embedded default model, loaded on first use
-            self.model, self.model_dtype, _, _ = _unpack_base(str(_default_model_path()))
+        self._load_default_model()
         numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
         if hasattr(self.model, "check_species"):
             self.model.check_species(numbers_t)
@@ -359,6 +437,12 @@ def _check_overlaps(positions: np.ndarray, cell: np.ndarray, periodic_z: bool, m
         k = int(np.argmin(d))
         raise ValueError(f"atoms {int(i[k])} and {int(j[k])} of the same group are {float(d[k]):.3f} Å apart "
                          f"(< {min_distance} Å): overlapping atoms")
+
+
+def _symbols(numbers: Sequence[int]) -> str:
+    from ase.data import chemical_symbols  # only for messages
+
+    return ", ".join(chemical_symbols[int(z)] for z in numbers)
 
 
 def _default_model_path():

@@ -257,6 +257,40 @@ class LESModel(AtomisticModel):
             features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
         return self._latent_charges(features, species)
 
+    def short_range_and_raw_charges(
+        self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom short-range energies and raw latent charges of one structure, without the LES term.
+
+        For drivers that assemble the long-range part themselves: the electrode driver runs the short range on
+        electrode + electrolyte atoms but the LES energy on the (shifted) electrolyte charges only.
+
+        Args:
+            numbers: (N,) atomic numbers; positions: (N, 3) Å; cell: (3, 3) Å; pbc: (3,) bool.
+
+        Returns:
+            atomic: (N,) eV, ε_ref + ε_sr + core repulsion + data walls (their sum is ``forward``'s "energy_sr");
+            raw: (N,) e, latent charges before the total-charge shift (zeros when ``use_les`` is False).
+        """
+        pbc = torch.as_tensor(pbc, dtype=torch.bool)
+        species = self.species_indices(numbers)
+        edges = neighbor_list(positions, cell, pbc, self.cutoff)
+        vectors = edge_vectors(positions, cell, edges)
+        i, j = edges.i, edges.j
+        sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
+        atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
+        if self.core_repulsion is not None:
+            atomic = atomic + self.core_repulsion(species, vectors, i, j)
+        if self.data_walls is not None:
+            atomic = atomic + self.data_walls(species, vectors, i, j)
+        if not self.use_les:
+            return atomic, positions.new_zeros(species.shape[0])
+        features = sr.get("features")
+        if features is None:
+            cf = self.charge_features
+            features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
+        return atomic, self._latent_charges(features, species)
+
     def _latent_charges(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         raw = self.charge_head(features).squeeze(-1)
         if self.charge_bound is None:
