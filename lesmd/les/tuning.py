@@ -23,6 +23,7 @@ of the Gaussian self-energy. With x = erfc⁻¹(ε):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -56,8 +57,10 @@ class EwaldParameters:
     order: int = 6
 
 
+@functools.lru_cache(maxsize=64)
 def erfcinv(value: float) -> float:
-    """x with erfc(x) = value, for 0 < value < 1 (bisection; exact to double precision)."""
+    """x with erfc(x) = value, for 0 < value < 1 (bisection; exact to double precision; cached: every energy
+    call asks for the same few accuracies)."""
     if not 0.0 < value < 1.0:
         raise ValueError(f"accuracy must lie in (0, 1), got {value}")
     low, high = 0.0, 30.0
