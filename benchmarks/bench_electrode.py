@@ -100,7 +100,8 @@ def main() -> None:
 
         def solve_only(potential=potential, moving=moving, rng=rng):
             moving[n_el:] += rng.normal(scale=0.01, size=moving[n_el:].shape)
-            potential.compute(numbers, moving, cell, None, ["energy"])
+            with torch.no_grad():  # like model_forward: no autograd graph on either side of the difference
+                potential.compute(numbers, moving, cell, None, ["energy"])
 
         def step(potential=potential, moving=moving, rng=rng):
             # MD-like: the water atoms move by ~0.01 Å per step (cached pair lists are rebuilt as in a real run)
