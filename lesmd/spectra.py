@@ -16,7 +16,15 @@ Physics (classical linear response, conducting "tin-foil" boundary conditions of
   Ramírez, López-Ciudad, Kumar & Marx, J. Chem. Phys. 121, 3973 (2004)), SI form:
   α(ω) n(ω) = β / (6 c V ε0) ∫_{−∞}^{∞} e^{−iωt} ⟨Ṁ(0)·Ṁ(t)⟩ dt = ω ε''(ω) / c,
   with β = 1/(k_B T) in 1/eV, c in cm/fs, ε0 in e²/(eV·Å): the result is in cm⁻¹.
-  Optional harmonic quantum correction: multiply by βħω / (1 − e^{−βħω}) (Ramírez et al. 2004).
+* Quantum corrections (Ramírez et al. 2004). The quantum expression is
+  α n = [ω (1 − e^{−βħω}) / (6ħcVε0)] C̃_MM(ω), C̃ the Fourier transform of the quantum ⟨M(0)·M(t)⟩; a quantum
+  correction factor Q(ω) approximates it from the classical one, C̃ ≈ Q C̃_cl. With ⟨Ṁ·Ṁ⟩(ω) = ω² C̃_MM(ω):
+  α n = [β / (6cVε0)] ∫ e^{−iωt}⟨Ṁ(0)·Ṁ(t)⟩_cl dt × Q(ω)(1 − e^{−x})/x,  x = βħω.
+  "harmonic" Q = x/(1 − e^{−x}) (exact for harmonic systems with linear dipoles; the only Q consistent with
+  the fluctuation–dissipation theorem) makes the last factor 1: the classical formula above *is* the harmonic
+  quantum-corrected spectrum, and its band integrals obey the quantum (Thomas–Reiche–Kuhn) sum rule. "standard"
+  Q = 2/(1 + e^{−x}) gives the factor tanh(x/2)/(x/2); "schofield" Q = e^{x/2} gives 2 sinh(x/2)/x.
+  Multiplying the classical formula by x/(1 − e^{−x}) would count the correction twice (×16 at 3400 cm⁻¹).
 
 Numerics: correlation functions by zero-padded FFT (Wiener–Khinchin, no circular wrap-around), unbiased
 normalisation 1/(n − k), truncated at a maximum lag and multiplied by a one-sided window (Hann by default),
@@ -47,6 +55,7 @@ __all__ = [
     "dielectric_spectrum",
     "find_peaks",
     "harmonic_quantum_correction",
+    "quantum_correction_factor",
     "ir_spectrum",
     "lag_window",
     "run_cli",
@@ -56,7 +65,7 @@ __all__ = [
 #: Fewest frames any analysis accepts.
 MIN_FRAMES = 16
 WINDOWS = ("hann", "blackman", "gaussian", "none")
-QUANTUM_CORRECTIONS = ("none", "harmonic")
+QUANTUM_CORRECTIONS = ("none", "harmonic", "standard", "schofield")
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -193,13 +202,36 @@ def _crop(wavenumber: np.ndarray, max_wavenumber: float | None, timestep_fs: flo
     return wavenumber <= max_wavenumber
 
 
-def harmonic_quantum_correction(wavenumber: np.ndarray, temperature_K: float) -> np.ndarray:
-    """Harmonic quantum correction factor βħω / (1 − e^{−βħω}) (→ 1 at ω = 0), dimensionless."""
+def _beta_hbar_omega(wavenumber: np.ndarray, temperature_K: float) -> np.ndarray:
     omega = 2.0 * np.pi * SPEED_OF_LIGHT_CM_PER_FS * np.asarray(wavenumber, dtype=np.float64)  # rad/fs
-    x = HBAR * omega / (KB * temperature_K)
+    return HBAR * omega / (KB * temperature_K)
+
+
+def harmonic_quantum_correction(wavenumber: np.ndarray, temperature_K: float) -> np.ndarray:
+    """Harmonic quantum correction factor Q = βħω / (1 − e^{−βħω}) (→ 1 at ω = 0) of the *correlation function*
+    C̃_MM (not of the classical absorption formula, see the module doc), dimensionless."""
+    x = _beta_hbar_omega(wavenumber, temperature_K)
     out = np.ones_like(x)
     nz = x > 1e-12
     out[nz] = x[nz] / (-np.expm1(-x[nz]))
+    return out
+
+
+def quantum_correction_factor(name: str, wavenumber: np.ndarray, temperature_K: float) -> np.ndarray:
+    """Factor Q(ω)(1 − e^{−x})/x (x = βħω) applied to the classical α(ω)n(ω) for correction ``name``.
+
+    "none" (classical) and "harmonic" give 1, "standard" tanh(x/2)/(x/2), "schofield" 2 sinh(x/2)/x; all → 1 as
+    ω → 0 (module doc; Ramírez et al., J. Chem. Phys. 121, 3973 (2004)).
+    """
+    if name not in QUANTUM_CORRECTIONS:
+        raise ValueError(f"unknown quantum_correction {name!r}; use one of {QUANTUM_CORRECTIONS}")
+    x = _beta_hbar_omega(wavenumber, temperature_K)
+    out = np.ones_like(x)
+    nz = x > 1e-12
+    if name == "standard":
+        out[nz] = np.tanh(x[nz] / 2.0) / (x[nz] / 2.0)
+    elif name == "schofield":
+        out[nz] = 2.0 * np.sinh(x[nz] / 2.0) / x[nz]
     return out
 
 
@@ -210,7 +242,7 @@ class SpectrumResult:
 
     Attributes:
         wavenumber: (n,) cm⁻¹.
-        absorption: (n,) α(ω)n(ω) in cm⁻¹ (quantum-corrected if `quantum_correction` is "harmonic").
+        absorption: (n,) α(ω)n(ω) in cm⁻¹ (with the factor of `quantum_correction`, module doc).
         lag_fs: (n_lags,) correlation lags, fs.
         correlation: (n_lags,) ⟨Ṁ(0)·Ṁ(t)⟩ in (e·Å/fs)², before the window.
         timestep_fs, temperature_K, volume_A3, window, quantum_correction, n_frames: analysis settings.
@@ -314,7 +346,8 @@ def ir_spectrum(
         timestep_fs: time between stored frames (fs).
         volume_A3: cell volume (Å³), scalar or per frame (the mean is used).
         temperature_K: temperature (K).
-        quantum_correction: "none" (classical) or "harmonic" (× βħω/(1 − e^{−βħω})).
+        quantum_correction: "none" (classical), "harmonic" (the same numbers: the classical formula is the
+            harmonic quantum-corrected spectrum), "standard" or "schofield" (see the module doc).
         window: lag window of the correlation function (see :func:`lag_window`).
         max_lag_fs: correlation length; default min(2 ps, half the trajectory). Resolution ≈ 1/(c·max_lag).
         pad_factor: zero padding of the windowed correlation (finer wavenumber grid).
@@ -336,8 +369,7 @@ def ir_spectrum(
         transform = transform / np.sinc(half / np.pi) ** 2
     prefactor = 1.0 / (KB * temperature * 6.0 * SPEED_OF_LIGHT_CM_PER_FS * volume * EPSILON0)
     absorption = prefactor * transform
-    if quantum_correction == "harmonic":
-        absorption = absorption * harmonic_quantum_correction(wavenumber, temperature)
+    absorption = absorption * quantum_correction_factor(quantum_correction, wavenumber, temperature)
     keep = _crop(wavenumber, max_wavenumber, dt)
     return SpectrumResult(
         wavenumber=wavenumber[keep],

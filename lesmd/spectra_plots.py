@@ -38,7 +38,8 @@ def plot_ir(result: SpectrumResult, path: str | Path, max_labels: int = 6) -> No
             color="tab:red",
         )
         ax.plot([wn], [height], "v", color="tab:red", ms=4)
-    qc = "harmonic quantum correction" if result.quantum_correction == "harmonic" else "classical"
+    qc = {"none": "classical = harmonic quantum correction", "harmonic": "harmonic quantum correction"}.get(
+        result.quantum_correction, f"{result.quantum_correction} quantum correction")
     ax.set(
         xlabel="wavenumber (cm$^{-1}$)",
         ylabel=r"$\alpha(\omega)\,n(\omega)$ (cm$^{-1}$)",

@@ -18,6 +18,7 @@ from lesmd.spectra import (
     harmonic_quantum_correction,
     ir_spectrum,
     lag_window,
+    quantum_correction_factor,
     static_dielectric,
 )
 from lesmd.units import EPSILON0, KB, SPEED_OF_LIGHT_CM_PER_FS
@@ -156,10 +157,35 @@ def test_harmonic_quantum_correction_matches_ase_constants():
     x = ase.units._hbar * 2 * math.pi * ase.units._c * 100 * wn / (ase.units._k * temperature)
     expected = np.where(wn > 0, x / (1 - np.exp(-np.where(wn > 0, x, 1.0))), 1.0)
     assert np.allclose(harmonic_quantum_correction(wn, temperature), expected, rtol=2e-6)  # ASE: CODATA 2014
-    m = synthesize(4096, DT, damped_oscillators([(3400.0, 1.0)], 200.0))
-    cl = ir_spectrum(m, DT, VOLUME, temperature)
-    qm = ir_spectrum(m, DT, VOLUME, temperature, quantum_correction="harmonic")
-    assert np.allclose(qm.absorption, cl.absorption * harmonic_quantum_correction(cl.wavenumber, temperature))
+    # the factors applied to the classical α n: Q·(1 − e^{−x})/x
+    assert np.allclose(quantum_correction_factor("harmonic", wn, temperature), 1.0, rtol=0, atol=1e-15)
+    standard = np.where(wn > 0, np.tanh(x / 2) / np.where(wn > 0, x / 2, 1.0), 1.0)
+    assert np.allclose(quantum_correction_factor("standard", wn, temperature), standard, rtol=2e-6)
+    with pytest.raises(ValueError, match="quantum_correction"):
+        quantum_correction_factor("kubo", wn, temperature)
+
+
+@pytest.mark.parametrize("temperature", [100.0, 300.0, 1000.0])
+def test_harmonic_oscillator_band_obeys_the_quantum_sum_rule_at_any_temperature(temperature):
+    """A harmonic O–H-like oscillator (3400 cm⁻¹, m = 0.95 amu, dipole derivative μ' = 0.3 e along x): the exact
+    quantum band intensity is ∫ α n dν̃ = μ'²/(12 c² V ε0 m), independent of T and ħ (Thomas–Reiche–Kuhn). The
+    harmonic-corrected spectrum of the classical trajectory (⟨ẋ²⟩ = k_B T/m) must give it; multiplying the classical
+    formula by βħω/(1 − e^{−βħω}) once more would be ≈ 5–50× too large here. Constants from ASE (CODATA)."""
+    mass = 0.95 / ase.units.fs**2  # amu → eV·fs²/Å²
+    mu_prime, wavenumber, dt, n = 0.3, 3400.0, 1.0, 20000
+    mdot2 = mu_prime**2 * ase.units.kB * temperature / mass  # ⟨Ṁ_x²⟩, (e·Å/fs)²
+    t = np.arange(n) * dt
+    mdot = np.zeros((n, 3))
+    mdot[:, 0] = math.sqrt(2 * mdot2) * np.cos(2 * math.pi * (ase.units._c * 100 / 1e15) * wavenumber * t)
+    eps0 = ase.units._eps0 / (ase.units._e * 1e10)  # e²/(eV·Å)
+    c = ase.units._c * 100 / 1e15  # cm/fs
+    exact = mu_prime**2 / (12 * c**2 * VOLUME * eps0 * mass)  # cm⁻²
+    spectra = {qc: ir_spectrum(dipole_derivative=mdot, timestep_fs=dt, volume_A3=VOLUME, temperature_K=temperature,
+                               quantum_correction=qc) for qc in ("harmonic", "standard")}
+    integral = {qc: np.trapezoid(res.absorption, res.wavenumber) for qc, res in spectra.items()}
+    assert integral["harmonic"] == pytest.approx(exact, rel=0.01)
+    x = ase.units._hbar * 2 * math.pi * ase.units._c * 100 * wavenumber / (ase.units._k * temperature)
+    assert integral["standard"] == pytest.approx(exact * math.tanh(x / 2) / (x / 2), rel=0.02)
 
 
 def test_static_dielectric_block_error_matches_sampling_theory():

@@ -16,6 +16,7 @@ STRIDE=${STRIDE:-4}               # write every STRIDE steps -> frames DT_FS*STR
 EPS_INF=${EPS_INF:-1.78}          # ε∞ of water (scales latent charges/dipoles by √ε∞)
 MODEL=${MODEL:-}                  # model file; empty = the embedded default water model
 THREADS=${THREADS:-2}             # torch CPU threads
+MAX_LAG_FS=${MAX_LAG_FS:-600}    # IR correlation length, fs (≈ 55 cm⁻¹ resolution; liquid bands are broader)
 DIPOLE_SOURCE=${DIPOLE_SOURCE:-bec}  # M(t) from ∫ Σ Z*·v dt (stored BECs); "stored" = the model's Σ q r
 MODEL_ARG=()
 [ -n "$MODEL" ] && MODEL_ARG=(--model "$MODEL")
@@ -29,5 +30,6 @@ steps() { "$PY" -c "print(max(1, round($1 * 1000 / $DT_FS)))"; }
     --out nve.traj | tail -n 3
 # no --temperature: the NVE kinetic temperature from the stored velocities is used (reported in dielectric.json)
 "$PY" -m lesmd.cli spectrum nve.traj --timestep "$("$PY" -c "print($DT_FS * $STRIDE)")" \
-    --epsilon-inf "$EPS_INF" --dipole-source "$DIPOLE_SOURCE" --quantum-correction harmonic --out results
+    --epsilon-inf "$EPS_INF" --dipole-source "$DIPOLE_SOURCE" --quantum-correction harmonic --max-lag "$MAX_LAG_FS" \
+    --out results
 "$PY" summarize.py results
