@@ -90,8 +90,12 @@ def main() -> None:
     architecture = model.architecture()
     architecture["charge_bound"] = bound
     if args.core_repulsion.lower() != "none":
-        architecture["core_repulsion"] = {k: float(v) for k, v in
-                                          (item.split("=") for item in args.core_repulsion.split(","))}
+        try:
+            architecture["core_repulsion"] = {k.strip(): float(v) for k, v in
+                                              (item.split("=") for item in args.core_repulsion.split(","))}
+        except ValueError:
+            raise SystemExit(f"--core-repulsion must look like '1-1=1.3,1-8=0.85', "
+                             f"got {args.core_repulsion!r}") from None
         for key, r_c in architecture["core_repulsion"].items():
             if key in walls and r_c >= walls[key]:
                 raise SystemExit(f"core repulsion cutoff {key}={r_c} Å is not below the data ({walls[key]} Å)")

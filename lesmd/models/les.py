@@ -214,22 +214,13 @@ class LESModel(AtomisticModel):
         """
         n_frames = counts.shape[0]
         frame = torch.repeat_interleave(torch.arange(n_frames, device=species.device), counts.to(species.device))
-        sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
-        atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
-        if self.core_repulsion is not None:
-            atomic = atomic + self.core_repulsion(species, vectors, i, j)
-        if self.data_walls is not None:
-            atomic = atomic + self.data_walls(species, vectors, i, j)
+        atomic, sr = self._atomic_short_range(species, vectors, i, j)
         energy_sr = vectors.new_zeros(n_frames).index_add(0, frame, atomic)
         if not self.use_les:
             zeros = vectors.new_zeros(n_frames)
             return {"energy": energy_sr, "energy_sr": energy_sr, "energy_lr": zeros,
                     "charges": vectors.new_zeros(species.shape[0])}  # fmt: skip
-        features = sr.get("features")
-        if features is None:
-            cf = self.charge_features
-            features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
-        raw = self._latent_charges(features, species)
+        raw = self._latent_charges(self._charge_features(sr, species, vectors, i, j), species)
         charges, energy_lr = [], []
         start = 0
         for b in range(n_frames):
@@ -251,11 +242,7 @@ class LESModel(AtomisticModel):
     ) -> torch.Tensor:
         """Latent charges before the total-charge shift, (N,) e, as a function of the edge vectors."""
         sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
-        features = sr.get("features")
-        if features is None:
-            cf = self.charge_features
-            features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
-        return self._latent_charges(features, species)
+        return self._latent_charges(self._charge_features(sr, species, vectors, i, j), species)
 
     def short_range_and_raw_charges(
         self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
@@ -274,22 +261,30 @@ class LESModel(AtomisticModel):
         """
         pbc = torch.as_tensor(pbc, dtype=torch.bool)
         species = self.species_indices(numbers)
-        edges = neighbor_list(positions, cell, pbc, self.cutoff)
-        vectors = edge_vectors(positions, cell, edges)
-        i, j = edges.i, edges.j
+        edges = self.verlet_list(positions, cell, pbc)
+        vectors, i, j = within_cutoff(edge_vectors(positions, cell, edges), edges, self.cutoff)
+        atomic, sr = self._atomic_short_range(species, vectors, i, j)
+        if not self.use_les:
+            return atomic, positions.new_zeros(species.shape[0])
+        return atomic, self._latent_charges(self._charge_features(sr, species, vectors, i, j), species)
+
+    def _atomic_short_range(self, species, vectors, i, j) -> tuple[torch.Tensor, dict]:
+        """(N,) eV: reference energies + short-range model + core repulsion + data walls; and the model's output."""
         sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
         atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
         if self.core_repulsion is not None:
             atomic = atomic + self.core_repulsion(species, vectors, i, j)
         if self.data_walls is not None:
             atomic = atomic + self.data_walls(species, vectors, i, j)
-        if not self.use_les:
-            return atomic, positions.new_zeros(species.shape[0])
+        return atomic, sr
+
+    def _charge_features(self, sr: dict, species, vectors, i, j) -> torch.Tensor:
+        """Features of the latent-charge head: the short-range model's, else the own charge descriptor's."""
         features = sr.get("features")
         if features is None:
             cf = self.charge_features
             features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
-        return atomic, self._latent_charges(features, species)
+        return features
 
     def _latent_charges(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         raw = self.charge_head(features).squeeze(-1)

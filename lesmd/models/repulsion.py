@@ -46,6 +46,15 @@ def parse_pair_cutoffs(cutoffs: dict[str, float], species: list[int]) -> torch.T
     return table
 
 
+def _close_pairs(table: torch.Tensor, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor,
+                 j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mask over edges, r, r_c) of the edges shorter than their element pair's cutoff in ``table`` (0 = none)."""
+    rc = table.to(vectors.dtype)[species[i], species[j]]
+    r = torch.linalg.norm(vectors, dim=-1)
+    close = (rc > 0) & (r.detach() < rc)
+    return close, r[close], rc[close]
+
+
 class CoreRepulsion(torch.nn.Module):
     """Switched ZBL repulsion per atom over a full neighbour list (each pair seen twice, so ½ per edge).
 
@@ -63,12 +72,9 @@ class CoreRepulsion(torch.nn.Module):
     def forward(self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """(N,) atomic repulsion energies, eV, for species indices (N,) and edges i → j with vectors (E, 3) Å."""
         out = vectors.new_zeros(species.shape[0])
-        rc = self.table.to(vectors.dtype)[species[i], species[j]]
-        r = torch.linalg.norm(vectors, dim=-1)
-        close = (rc > 0) & (r.detach() < rc)
-        if not bool(close.any()):
+        close, r, rc = _close_pairs(self.table, species, vectors, i, j)
+        if r.numel() == 0:
             return out
-        r, rc = r[close], rc[close]
         x2 = (r / rc) ** 2
         pair = zbl_pair_energy(r, self.numbers[species[i[close]]], self.numbers[species[j[close]]]) * (1 - x2) ** 3
         return out.index_add(0, i[close], 0.5 * pair)
@@ -106,10 +112,8 @@ class DataWall(torch.nn.Module):
     def forward(self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """(N,) atomic wall energies, eV, for species indices (N,) and edges i → j with vectors (E, 3) Å."""
         out = vectors.new_zeros(species.shape[0])
-        rc = self.table.to(vectors.dtype)[species[i], species[j]]
-        r = torch.linalg.norm(vectors, dim=-1)
-        close = (rc > 0) & (r.detach() < rc)
-        if not bool(close.any()):
+        close, r, rc = _close_pairs(self.table, species, vectors, i, j)
+        if r.numel() == 0:
             return out
-        pair = self.strength * ((rc[close] - r[close]) / self.length) ** 3
+        pair = self.strength * ((rc - r) / self.length) ** 3
         return out.index_add(0, i[close], 0.5 * pair)
