@@ -15,8 +15,9 @@ tensor contraction. Invariants (body order in brackets):
     A_{0,k} [2],  A_{1,k}·A_{1,l} [3],  A_{2,k}:A_{2,l} [3],  A_{3,k}⋮A_{3,l} [3],
     A_{1,k}ᵀ A_{2,l} A_{1,k} [4],  tr(A_{2,k} A_{2,k} A_{2,l}) [4].
 
-Everything is vectorised over edges with ``index_add`` (no loops over atoms), and differentiable with respect to
-the edge vectors, hence positions and cell.
+Everything is vectorised over a padded (atom, neighbour slot) table (no loops over atoms), and differentiable with
+respect to the edge vectors, hence positions and cell. The learned radial mixing is applied to basis moments per
+atom rather than to every edge (see :meth:`MomentDescriptor.moments`).
 """
 
 from __future__ import annotations
@@ -47,35 +48,39 @@ def bessel_basis(r: torch.Tensor, cutoff: float, n_basis: int) -> torch.Tensor:
     return values * cutoff_envelope(r_col, cutoff)
 
 
-# L=3 component = (stored L=2 component) × u_c; weights make the stored product carry √multiplicity
-# full 3×3 matrix from the 6 stored rank-2 components
-_M9_FROM = [0, 3, 4, 3, 1, 5, 4, 5, 2]
-_M9_W = [1.0, 1 / SQRT2, 1 / SQRT2, 1 / SQRT2, 1.0, 1 / SQRT2, 1 / SQRT2, 1 / SQRT2, 1.0]
+# the full 3×3 matrix M (row-major, 9 entries) from the 6 stored rank-2 components xx, yy, zz, √2xy, √2xz, √2yz
+_H = 1 / SQRT2
+_MATRIX_FROM_STORED = [
+    [1, 0, 0, 0, 0, 0], [0, 0, 0, _H, 0, 0], [0, 0, 0, 0, _H, 0],  # M_xx, M_xy, M_xz
+    [0, 0, 0, _H, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, _H],  # M_yx, M_yy, M_yz
+    [0, 0, 0, 0, _H, 0], [0, 0, 0, 0, 0, _H], [0, 0, 1, 0, 0, 0],  # M_zx, M_zy, M_zz
+]
 
 
-def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
-    """Stored components of u^{⊗L}, L = 0..l_max, concatenated: shape (E, Σ N_COMPONENTS[:l_max+1]).
+def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
+    """Stored components of u^{⊗L}, L = 0..l_max, component-major: shape (Σ N_COMPONENTS[:l_max+1], E).
 
     Order: L=0: 1; L=1: x, y, z; L=2: xx, yy, zz, √2xy, √2xz, √2yz;
     L=3: xxx, yyy, zzz, √3xxy, √3xxz, √3xyy, √3yyz, √3xzz, √3yzz, √6xyz.
-    Written out column by column: elementwise products of (E,) columns are the fastest form on CPU.
+    Written out row by row: elementwise products of contiguous (E,) rows, stacked along a new leading
+    dimension, are the fastest form on CPU (stacking along the last dimension costs more than all the products).
     """
-    x, y, z = u.unbind(1)
-    columns = [torch.ones_like(x)]
+    x, y, z = u.t().contiguous().unbind(0)
+    rows = [torch.ones_like(x)]
     if l_max >= 1:
-        columns += [x, y, z]
+        rows += [x, y, z]
     if l_max >= 2:
         xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
-        columns += [xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]
+        rows += [xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]
     if l_max >= 3:
-        columns += [xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x, SQRT3 * yy * z,
-                    SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]
-    return torch.stack(columns, dim=1)
+        rows += [xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x, SQRT3 * yy * z,
+                 SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]
+    return torch.stack(rows, dim=0)
 
 
-def _pair_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Σ_c a_{n,c,k} b_{n,c,l} for all channel pairs (k, l), flattened: (N, C, K) × (N, C, K) → (N, K·K)."""
-    return (a.unsqueeze(3) * b.unsqueeze(2)).sum(1).flatten(1)
+def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
+    """Stored components of u^{⊗L} (see :func:`angular_rows`), edge-major: shape (E, Σ N_COMPONENTS[:l_max+1])."""
+    return angular_rows(u, l_max).t()
 
 
 class MomentDescriptor(torch.nn.Module):
@@ -121,55 +126,60 @@ class MomentDescriptor(torch.nn.Module):
     ) -> torch.Tensor:
         """A_{i,c,k}: shape (N, n_components, K) for edge vectors (E, 3) from centre i to neighbour j.
 
-        Edges must be sorted by ``i``. The per-edge products are never materialised as an (E, C, K) tensor: edges
-        are laid out in a padded (N, M) per-atom table and A_L = Y_Lᵀ R_L is one batched matrix product per L.
+        Edges must be sorted by ``i``. Because R^{(Z_i Z_j)}_{L,k} = Σ_n W^{(Z_i Z_j)}_{n,k} B_n, the moments
+        factor as A_{i,c,k} = Σ_{z,n} G_{i,c,(z,n)} W^{(Z_i z)}_{n,k} with the basis moments
+        G_{i,c,(z,n)} = Σ_{j: Z_j = z} Y_c(u_ij) B_n(r_ij). G is one batched matrix product of two padded (N, M)
+        per-atom edge tables (angular components and basis functions sorted into neighbour-element blocks), and
+        the learned radial mixing then runs per atom rather than per edge.
         """
         n_atoms = species.shape[0]
         n_edges = vectors.shape[0]
-        s = self.n_species
-        r = torch.linalg.norm(vectors, dim=-1)
-        u = vectors / r.unsqueeze(-1)
-        basis = bessel_basis(r, self.cutoff, self.n_basis)  # (E, nb)
-        pair = torch.nn.functional.one_hot(species[i] * s + species[j], s * s).to(basis.dtype)
-        expanded = (pair.unsqueeze(-1) * basis.unsqueeze(1)).view(n_edges, s * s * self.n_basis)
-        radial = expanded @ self.radial_weights.to(basis.dtype)  # (E, K)
-        angular = angular_components(u, self.l_max)  # (E, C)
+        s, nb, k = self.n_species, self.n_basis, self.n_channels
         counts = torch.bincount(i, minlength=n_atoms)
         width = int(counts.max()) if n_edges > 0 else 1
         start = torch.cumsum(counts, 0) - counts
         slot = torch.arange(n_edges, device=i.device) - start[i]
-        radial_table = radial.new_zeros(n_atoms, width, radial.shape[1]).index_put((i, slot), radial)
-        angular_table = angular.new_zeros(n_atoms, width, angular.shape[1]).index_put((i, slot), angular)
-        moments = torch.bmm(angular_table.transpose(1, 2), radial_table)  # (N, C, K)
-        return moments / self.avg_neighbors.to(vectors.dtype)
+        # (N, M) tables; empty slots hold a vector of length r_c, where every basis function vanishes
+        table = vectors.new_zeros(n_atoms, width, 3)
+        table[:, :, 0] = self.cutoff
+        table = table.index_put((i, slot), vectors).view(n_atoms * width, 3)
+        neighbor_species = species.new_zeros(n_atoms, width).index_put((i, slot), species[j]).view(-1)
+        r = torch.linalg.norm(table, dim=-1)
+        basis = bessel_basis(r, self.cutoff, nb)  # (N·M, nb)
+        neighbor = torch.nn.functional.one_hot(neighbor_species, s).to(basis.dtype)  # (N·M, S)
+        by_element = (neighbor.unsqueeze(-1) * basis.unsqueeze(1)).view(n_atoms, width, s * nb)
+        angular = angular_rows(table / r.unsqueeze(-1), self.l_max).view(-1, n_atoms, width)  # (C, N, M)
+        g = torch.bmm(angular.transpose(0, 1), by_element)  # (N, C, S·nb)
+        # W[(z_i, z, n), k] / n̄ → the centre's own (S·nb, K) block, one per atom
+        w = self.radial_weights.to(g.dtype).view(s, s * nb, k) / self.avg_neighbors.to(g.dtype)
+        return torch.bmm(g, w[species])
 
     def invariants(self, moments: torch.Tensor) -> torch.Tensor:
         """Rotation invariants (N, n_features) from moments (N, C, K).
 
-        Channels are first mixed linearly per angular order (learned, K → 2K'), then contracted channel by
-        channel, so the cost is linear in the number of channels:
+        Channels are first mixed linearly per angular order (learned, K → 2K' or 4K'), then contracted channel
+        by channel, so the cost is linear in the number of channels:
         I_{L,k} = ⟨(A_L W_L)_k, (A_L W'_L)_k⟩ (L ≥ 1), T_k = (A_1 U)_kᵀ (A_2 V)_k (A_1 U')_k,
         P_k = tr((A_2 V')_k³), plus A_{0,k}.
         """
-        n, _, k = moments.shape
+        n = moments.shape[0]
         kp = self.n_products
-        features = [moments[:, 0, :]]
+        by_order = moments.split(list(N_COMPONENTS[: self.l_max + 1]), dim=1)
+        features = [by_order[0][:, 0, :]]
         w = self.mixing.to(moments.dtype)
-        c0 = 1
         mixed = []
         for L in range(1, self.l_max + 1):
-            c1 = c0 + N_COMPONENTS[L]
-            m = moments[:, c0:c1, :] @ w[L - 1]  # (N, C_L, 4K')
-            mixed.append(m)
-            features.append((m[:, :, :kp] * m[:, :, kp : 2 * kp]).sum(1))
-            c0 = c1
+            used = 4 if L <= 2 else 2  # L = 1, 2 also feed the order-4 invariants
+            parts = (by_order[L] @ w[L - 1, :, : used * kp]).split(kp, dim=-1)  # each (N, C_L, K')
+            mixed.append(parts)
+            features.append((parts[0] * parts[1]).sum(1))
         if self.l_max >= 2:
-            m1, m2 = mixed[0], mixed[1]
-            u, u2 = m1[:, :, 2 * kp : 3 * kp], m1[:, :, 3 * kp :]
-            mat = (m2[:, _M9_FROM, 2 * kp : 3 * kp] * moments.new_tensor(_M9_W).view(1, 9, 1)).view(n, 3, 3, kp)
+            (_, _, u, u2), (_, _, v, v2) = mixed[0], mixed[1]
+            to_matrix = moments.new_tensor(_MATRIX_FROM_STORED)  # (9, 6)
+            mat = (to_matrix @ v).view(n, 3, 3, kp)
             mu = (mat * u2.unsqueeze(1)).sum(2)  # (N, 3, K')
             features.append((u * mu).sum(1))
-            mat2 = (m2[:, _M9_FROM, 3 * kp :] * moments.new_tensor(_M9_W).view(1, 9, 1)).view(n, 3, 3, kp)
+            mat2 = (to_matrix @ v2).view(n, 3, 3, kp)
             sq = (mat2.unsqueeze(3) * mat2.unsqueeze(1)).sum(2)  # (N, 3, 3, K')
             features.append((sq * mat2).sum((1, 2)))  # tr(M³) (M symmetric)
         return torch.cat(features, dim=1)
