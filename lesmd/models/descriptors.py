@@ -48,17 +48,8 @@ def bessel_basis(r: torch.Tensor, cutoff: float, n_basis: int) -> torch.Tensor:
     return values * cutoff_envelope(r_col, cutoff)
 
 
-# the full 3×3 matrix M (row-major, 9 entries) from the 6 stored rank-2 components xx, yy, zz, √2xy, √2xz, √2yz
-_H = 1 / SQRT2
-_MATRIX_FROM_STORED = [
-    [1, 0, 0, 0, 0, 0], [0, 0, 0, _H, 0, 0], [0, 0, 0, 0, _H, 0],  # M_xx, M_xy, M_xz
-    [0, 0, 0, _H, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, _H],  # M_yx, M_yy, M_yz
-    [0, 0, 0, 0, _H, 0], [0, 0, 0, 0, 0, _H], [0, 0, 1, 0, 0, 0],  # M_zx, M_zy, M_zz
-]
-
-
-def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
-    """Stored components of u^{⊗L}, L = 0..l_max, component-major: shape (Σ N_COMPONENTS[:l_max+1], E).
+def angular_rows_by_order(u: torch.Tensor, l_max: int) -> list[torch.Tensor]:
+    """Stored components of u^{⊗L} for L = 0..l_max, component-major: a list of (N_COMPONENTS[L], E) tensors.
 
     Order: L=0: 1; L=1: x, y, z; L=2: xx, yy, zz, √2xy, √2xz, √2yz;
     L=3: xxx, yyy, zzz, √3xxy, √3xxz, √3xyy, √3yyz, √3xzz, √3yzz, √6xyz.
@@ -66,21 +57,50 @@ def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
     dimension, are the fastest form on CPU (stacking along the last dimension costs more than all the products).
     """
     x, y, z = u.t().contiguous().unbind(0)
-    rows = [torch.ones_like(x)]
+    orders = [torch.ones_like(x).unsqueeze(0)]
     if l_max >= 1:
-        rows += [x, y, z]
+        orders.append(torch.stack([x, y, z]))
     if l_max >= 2:
         xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
-        rows += [xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]
+        orders.append(torch.stack([xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]))
     if l_max >= 3:
-        rows += [xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x, SQRT3 * yy * z,
-                 SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]
-    return torch.stack(rows, dim=0)
+        orders.append(torch.stack([xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x,
+                                   SQRT3 * yy * z, SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]))  # fmt: skip
+    return orders
 
 
 def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
-    """Stored components of u^{⊗L} (see :func:`angular_rows`), edge-major: shape (E, Σ N_COMPONENTS[:l_max+1])."""
-    return angular_rows(u, l_max).t()
+    """Stored components of u^{⊗L}, L = 0..l_max (see :func:`angular_rows_by_order`), shape (E, Σ_L N_COMPONENTS[L])."""
+    return torch.cat(angular_rows_by_order(u, l_max), dim=0).t()
+
+
+def _bilinear_symmetric(u: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """uᵀ M w per atom and channel for symmetric M given by its stored components (see :func:`angular_rows_by_order`).
+
+    Args:
+        u, w: (N, 3, K') vectors; m: (N, 6, K') stored xx, yy, zz, √2xy, √2xz, √2yz.
+    Returns:
+        (N, K').
+    """
+    ux, uy, uz = u.unbind(1)
+    wx, wy, wz = w.unbind(1)
+    diagonal = (m[:, :3] * u * w).sum(1)
+    off = m[:, 3] * (ux * wy + uy * wx) + m[:, 4] * (ux * wz + uz * wx) + m[:, 5] * (uy * wz + uz * wy)
+    return diagonal + off / SQRT2
+
+
+def _trace_cubed_symmetric(m: torch.Tensor) -> torch.Tensor:
+    """tr(M³) per atom and channel for symmetric M given by stored components (N, 6, K') → (N, K').
+
+    With diagonal a, b, c and off-diagonal d, e, f (M_xy, M_xz, M_yz):
+    tr(M³) = a³ + b³ + c³ + 3a(d² + e²) + 3b(d² + f²) + 3c(e² + f²) + 6def; the stored off-diagonal
+    components are √2 d, √2 e, √2 f.
+    """
+    a, b, c, d2, e2, f2 = m.unbind(1)  # d2 = √2 d etc.
+    dd, ee, ff = d2 * d2, e2 * e2, f2 * f2
+    cubes = a * a * a + b * b * b + c * c * c
+    mixed = a * (dd + ee) + b * (dd + ff) + c * (ee + ff)
+    return cubes + 1.5 * mixed + (3.0 / SQRT2) * d2 * e2 * f2
 
 
 class MomentDescriptor(torch.nn.Module):
@@ -123,13 +143,14 @@ class MomentDescriptor(torch.nn.Module):
 
     def moments(
         self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor
-    ) -> torch.Tensor:
-        """A_{i,c,k}: shape (N, n_components, K) for edge vectors (E, 3) from centre i to neighbour j.
+    ) -> list[torch.Tensor]:
+        """A_{i,c,k} for L = 0..l_max: a list of (N, N_COMPONENTS[L], K) tensors, for edge vectors (E, 3) from
+        centre i to neighbour j.
 
         Edges must be sorted by ``i``. Because R^{(Z_i Z_j)}_{L,k} = Σ_n W^{(Z_i Z_j)}_{n,k} B_n, the moments
         factor as A_{i,c,k} = Σ_{z,n} G_{i,c,(z,n)} W^{(Z_i z)}_{n,k} with the basis moments
-        G_{i,c,(z,n)} = Σ_{j: Z_j = z} Y_c(u_ij) B_n(r_ij). G is one batched matrix product of two padded (N, M)
-        per-atom edge tables (angular components and basis functions sorted into neighbour-element blocks), and
+        G_{i,c,(z,n)} = Σ_{j: Z_j = z} Y_c(u_ij) B_n(r_ij). G is a batched matrix product of two padded (N, M)
+        per-atom edge tables (angular components, and basis functions sorted into neighbour-element blocks), and
         the learned radial mixing then runs per atom rather than per edge.
         """
         n_atoms = species.shape[0]
@@ -148,40 +169,38 @@ class MomentDescriptor(torch.nn.Module):
         basis = bessel_basis(r, self.cutoff, nb)  # (N·M, nb)
         neighbor = torch.nn.functional.one_hot(neighbor_species, s).to(basis.dtype)  # (N·M, S)
         by_element = (neighbor.unsqueeze(-1) * basis.unsqueeze(1)).view(n_atoms, width, s * nb)
-        angular = angular_rows(table / r.unsqueeze(-1), self.l_max).view(-1, n_atoms, width)  # (C, N, M)
-        g = torch.bmm(angular.transpose(0, 1), by_element)  # (N, C, S·nb)
         # W[(z_i, z, n), k] / n̄ → the centre's own (S·nb, K) block, one per atom
-        w = self.radial_weights.to(g.dtype).view(s, s * nb, k) / self.avg_neighbors.to(g.dtype)
-        return torch.bmm(g, w[species])
+        w = self.radial_weights.to(basis.dtype).view(s, s * nb, k) / self.avg_neighbors.to(basis.dtype)
+        w_atom = w[species]  # (N, S·nb, K)
+        orders = angular_rows_by_order(table / r.unsqueeze(-1), self.l_max)
+        moments = [torch.bmm(by_element.sum(1, keepdim=True), w_atom)]  # L = 0: Y = 1
+        for rows in orders[1:]:
+            g = torch.bmm(rows.view(-1, n_atoms, width).transpose(0, 1), by_element)  # (N, C_L, S·nb)
+            moments.append(torch.bmm(g, w_atom))
+        return moments
 
-    def invariants(self, moments: torch.Tensor) -> torch.Tensor:
-        """Rotation invariants (N, n_features) from moments (N, C, K).
+    def invariants(self, moments: list[torch.Tensor]) -> torch.Tensor:
+        """Rotation invariants (N, n_features) from the moments of each order, [(N, N_COMPONENTS[L], K)].
 
         Channels are first mixed linearly per angular order (learned, K → 2K' or 4K'), then contracted channel
         by channel, so the cost is linear in the number of channels:
         I_{L,k} = ⟨(A_L W_L)_k, (A_L W'_L)_k⟩ (L ≥ 1), T_k = (A_1 U)_kᵀ (A_2 V)_k (A_1 U')_k,
         P_k = tr((A_2 V')_k³), plus A_{0,k}.
         """
-        n = moments.shape[0]
         kp = self.n_products
-        by_order = moments.split(list(N_COMPONENTS[: self.l_max + 1]), dim=1)
-        features = [by_order[0][:, 0, :]]
-        w = self.mixing.to(moments.dtype)
+        features = [moments[0][:, 0, :]]
+        w = self.mixing.to(moments[0].dtype)
         mixed = []
         for L in range(1, self.l_max + 1):
             used = 4 if L <= 2 else 2  # L = 1, 2 also feed the order-4 invariants
-            parts = (by_order[L] @ w[L - 1, :, : used * kp]).split(kp, dim=-1)  # each (N, C_L, K')
+            # one product per weight block (splitting one wide product costs a slow concatenation backward)
+            parts = [moments[L] @ w[L - 1, :, p * kp : (p + 1) * kp] for p in range(used)]  # each (N, C_L, K')
             mixed.append(parts)
             features.append((parts[0] * parts[1]).sum(1))
         if self.l_max >= 2:
             (_, _, u, u2), (_, _, v, v2) = mixed[0], mixed[1]
-            to_matrix = moments.new_tensor(_MATRIX_FROM_STORED)  # (9, 6)
-            mat = (to_matrix @ v).view(n, 3, 3, kp)
-            mu = (mat * u2.unsqueeze(1)).sum(2)  # (N, 3, K')
-            features.append((u * mu).sum(1))
-            mat2 = (to_matrix @ v2).view(n, 3, 3, kp)
-            sq = (mat2.unsqueeze(3) * mat2.unsqueeze(1)).sum(2)  # (N, 3, 3, K')
-            features.append((sq * mat2).sum((1, 2)))  # tr(M³) (M symmetric)
+            features.append(_bilinear_symmetric(u, v, u2))
+            features.append(_trace_cubed_symmetric(v2))
         return torch.cat(features, dim=1)
 
     def forward(
