@@ -147,3 +147,16 @@ def within_cutoff(vectors: torch.Tensor, edges: Edges, cutoff: float) -> tuple[t
     """(vectors, i, j) of the edges shorter than ``cutoff`` (Å); order (sorted by ``i``) preserved."""
     keep = (vectors.detach() ** 2).sum(-1) < cutoff * cutoff
     return vectors[keep], edges.i[keep], edges.j[keep]
+
+
+def edges_within(positions: torch.Tensor, cell: torch.Tensor, edges: Edges, cutoff: float) -> Edges:
+    """The edges of ``edges`` shorter than ``cutoff`` (Å) at these positions; order (sorted by ``i``) preserved.
+
+    The selection is made on detached values, so the differentiable vectors (:func:`edge_vectors`) are then built
+    for the kept edges only (the autograd graph does not carry the skin's extra pairs).
+    """
+    with torch.no_grad():
+        keep = (edge_vectors(positions.detach(), cell.detach(), edges) ** 2).sum(-1) < cutoff * cutoff
+    if bool(keep.all()):
+        return edges
+    return Edges(edges.i[keep], edges.j[keep], edges.shifts[keep])

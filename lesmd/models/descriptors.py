@@ -48,8 +48,8 @@ def bessel_basis(r: torch.Tensor, cutoff: float, n_basis: int) -> torch.Tensor:
     return values * cutoff_envelope(r_col, cutoff)
 
 
-def angular_rows_by_order(u: torch.Tensor, l_max: int) -> list[torch.Tensor]:
-    """Stored components of u^{⊗L} for L = 0..l_max, component-major: a list of (N_COMPONENTS[L], E) tensors.
+def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
+    """Stored components of u^{⊗L}, L = 0..l_max, component-major: shape (Σ_L N_COMPONENTS[L], E).
 
     Order: L=0: 1; L=1: x, y, z; L=2: xx, yy, zz, √2xy, √2xz, √2yz;
     L=3: xxx, yyy, zzz, √3xxy, √3xxz, √3xyy, √3yyz, √3xzz, √3yzz, √6xyz.
@@ -57,25 +57,25 @@ def angular_rows_by_order(u: torch.Tensor, l_max: int) -> list[torch.Tensor]:
     dimension, are the fastest form on CPU (stacking along the last dimension costs more than all the products).
     """
     x, y, z = u.t().contiguous().unbind(0)
-    orders = [torch.ones_like(x).unsqueeze(0)]
+    rows = [torch.ones_like(x)]
     if l_max >= 1:
-        orders.append(torch.stack([x, y, z]))
+        rows += [x, y, z]
     if l_max >= 2:
         xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
-        orders.append(torch.stack([xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]))
+        rows += [xx, yy, zz, SQRT2 * xy, SQRT2 * xz, SQRT2 * yz]
     if l_max >= 3:
-        orders.append(torch.stack([xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x,
-                                   SQRT3 * yy * z, SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]))  # fmt: skip
-    return orders
+        rows += [xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x, SQRT3 * yy * z,
+                 SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]
+    return torch.stack(rows, dim=0)
 
 
 def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
-    """Stored components of u^{⊗L}, L = 0..l_max (see :func:`angular_rows_by_order`), shape (E, Σ_L N_COMPONENTS[L])."""
-    return torch.cat(angular_rows_by_order(u, l_max), dim=0).t()
+    """Stored components of u^{⊗L}, L = 0..l_max (see :func:`angular_rows`), shape (E, Σ_L N_COMPONENTS[L])."""
+    return angular_rows(u, l_max).t()
 
 
 def _bilinear_symmetric(u: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """uᵀ M w per atom and channel for symmetric M given by its stored components (see :func:`angular_rows_by_order`).
+    """uᵀ M w per atom and channel for symmetric M given by its stored components (see :func:`angular_rows`).
 
     Args:
         u, w: (N, 3, K') vectors; m: (N, 6, K') stored xx, yy, zz, √2xy, √2xz, √2yz.
@@ -167,16 +167,15 @@ class MomentDescriptor(torch.nn.Module):
         neighbor_species = species.new_zeros(n_atoms, width).index_put((i, slot), species[j]).view(-1)
         r = torch.linalg.norm(table, dim=-1)
         basis = bessel_basis(r, self.cutoff, nb)  # (N·M, nb)
-        neighbor = torch.nn.functional.one_hot(neighbor_species, s).to(basis.dtype)  # (N·M, S)
-        by_element = (neighbor.unsqueeze(-1) * basis.unsqueeze(1)).view(n_atoms, width, s * nb)
+        # basis functions in the block of the neighbour's element: (N·M, S, nb), zero in the other blocks
+        slots = torch.arange(n_atoms * width, device=i.device)
+        by_element = basis.new_zeros(n_atoms * width, s, nb).index_put((slots, neighbor_species), basis)
+        angular = angular_rows(table / r.unsqueeze(-1), self.l_max).view(-1, n_atoms, width)  # (C, N, M)
+        g = torch.bmm(angular.transpose(0, 1), by_element.view(n_atoms, width, s * nb))  # (N, C, S·nb)
         # W[(z_i, z, n), k] / n̄ → the centre's own (S·nb, K) block, one per atom
         w = self.radial_weights.to(basis.dtype).view(s, s * nb, k) / self.avg_neighbors.to(basis.dtype)
         w_atom = w[species]  # (N, S·nb, K)
-        orders = angular_rows_by_order(table / r.unsqueeze(-1), self.l_max)
-        moments = [torch.bmm(by_element.sum(1, keepdim=True), w_atom)]  # L = 0: Y = 1
-        for rows in orders[1:]:
-            g = torch.bmm(rows.view(-1, n_atoms, width).transpose(0, 1), by_element)  # (N, C_L, S·nb)
-            moments.append(torch.bmm(g, w_atom))
+        moments = [torch.bmm(g_l, w_atom) for g_l in g.split(list(N_COMPONENTS[: self.l_max + 1]), dim=1)]
         return moments
 
     def invariants(self, moments: list[torch.Tensor]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
 from lesmd.models.repulsion import CoreRepulsion, DataWall
 from lesmd.models.shortrange import MomentNetwork, mlp
-from lesmd.neighbors import VerletList, edge_vectors, neighbor_list, within_cutoff
+from lesmd.neighbors import VerletList, edge_vectors, edges_within, neighbor_list
 
 
 def _les_energy(charges, positions, cell, pbc, sigma, **kwargs):
@@ -179,10 +179,11 @@ class LESModel(AtomisticModel):
         """Energies (eV) and latent charges (e) of one structure; see :class:`AtomisticModel`."""
         pbc = torch.as_tensor(pbc, dtype=torch.bool)
         species = self.species_indices(numbers)
-        edges = self.verlet_list(positions, cell, pbc)  # reused across MD steps while atoms move < skin/2
-        vectors, i, j = within_cutoff(edge_vectors(positions, cell, edges), edges, self.cutoff)
+        # candidate pairs reused across MD steps while atoms move < skin/2; the graph holds the pairs within r_c
+        edges = edges_within(positions, cell, self.verlet_list(positions, cell, pbc), self.cutoff)
+        vectors = edge_vectors(positions, cell, edges)
         out = self.forward_graph(
-            species, vectors, i, j, positions, cell.unsqueeze(0), pbc.unsqueeze(0),
+            species, vectors, edges.i, edges.j, positions, cell.unsqueeze(0), pbc.unsqueeze(0),
             torch.tensor([positions.shape[0]]), [float(total_charge)],
         )  # fmt: skip
         return {
@@ -261,8 +262,8 @@ class LESModel(AtomisticModel):
         """
         pbc = torch.as_tensor(pbc, dtype=torch.bool)
         species = self.species_indices(numbers)
-        edges = self.verlet_list(positions, cell, pbc)
-        vectors, i, j = within_cutoff(edge_vectors(positions, cell, edges), edges, self.cutoff)
+        edges = edges_within(positions, cell, self.verlet_list(positions, cell, pbc), self.cutoff)
+        vectors, i, j = edge_vectors(positions, cell, edges), edges.i, edges.j
         atomic, sr = self._atomic_short_range(species, vectors, i, j)
         if not self.use_les:
             return atomic, positions.new_zeros(species.shape[0])
