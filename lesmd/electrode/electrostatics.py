@@ -40,7 +40,9 @@ Units: e, Å, eV, V; float64 tensors.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from lesmd.les.ewald import coulomb_energy, coulomb_matrix
@@ -51,6 +53,22 @@ from lesmd.units import COULOMB, EPSILON0
 
 _PERIODIC = (True, True, True)
 PAIR_SKIN = 1.0  # Å, Verlet skin of the cached electrode–electrolyte pair list (frozen electrodes)
+
+
+class PairList(NamedTuple):
+    """Electrode–electrolyte pairs: i (P,) electrode index, j (P,) electrolyte index and the distances (P,) Å
+    from the electrode atom to the electrolyte atom's listed image (differentiable).
+
+    ``beyond``: None when every pair lies within the requested cutoff; else that cutoff, and pairs up to
+    cutoff + skin are included (a Verlet list). ``scales``: cached (P,) factors 1/√(2W²), 1/√(2w²) (Å⁻¹) of the
+    real-space kernel [erfc(r/√(2W²)) − erfc(r/√(2w²))]/r, w² = s_i² + s_elyt², W² = w² + 2a² (None: compute).
+    """
+
+    i: torch.Tensor
+    j: torch.Tensor
+    distances: torch.Tensor
+    beyond: float | None = None
+    scales: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Electrostatics:
@@ -155,6 +173,8 @@ class Electrostatics:
             "volume": volume,
             "box": box,
             "form_ly": torch.exp(-0.5 * k2 * width_ly**2),
+            "widths2_el": widths_el.detach() ** 2,
+            "width_ly": float(width_ly),
             "separable": _separable_indices(k.detach(), box.detach()),
         }
         if frozen and _z_separable(box):  # per step: O(N_elyt·(P + L) + P·L·U), no (N_el, M) table
@@ -174,7 +194,7 @@ class Electrostatics:
 
     def coupling_potential(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, charges_ly: torch.Tensor,
                            cell: torch.Tensor, widths_el: torch.Tensor, width_ly: float,
-                           terms: dict | None = None, pairs: tuple | None = None) -> torch.Tensor:
+                           terms: dict | None = None, pairs: PairList | None = None) -> torch.Tensor:
         """φ_i (N_el,) in V: potential of the electrolyte charges at the electrode sites (differentiable).
 
         Args:
@@ -193,50 +213,58 @@ class Electrostatics:
             s_re, s_im = t["form_ly"] * s_re, t["form_ly"] * s_im  # one electrolyte width: f(k) factors out
             phi = t["cos"] @ s_re + t["sin"] @ s_im
         # real space (electrode–electrolyte pairs within r_c, all images) and the background cross term
-        i, j, vectors = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
-        r = torch.linalg.norm(vectors, dim=-1)
-        inside = r.detach() < t["r_cut"]
-        kernel = real_space_kernel(r[inside], widths_el[i[inside]] ** 2 + width_ly**2, split2)
-        phi = phi.index_add(0, i[inside], COULOMB * charges_ly[j[inside]] * kernel)
+        pairs = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
+        r = pairs.distances
+        if pairs.scales is None:
+            kernel = real_space_kernel(r, widths_el[pairs.i] ** 2 + width_ly**2, split2)
+        else:  # the same kernel with the per-pair factors cached (all widths > 0)
+            kernel = (torch.erfc(r * pairs.scales[0]) - torch.erfc(r * pairs.scales[1])) / r
+        kernel = torch.where(r.detach() < t["r_cut"], kernel, 0.0)  # a Verlet list also holds pairs beyond r_c
+        phi = phi.index_add(0, pairs.i, COULOMB * charges_ly.index_select(0, pairs.j) * kernel)
         phi = phi - split2 * charges_ly.sum() / (EPSILON0 * volume)
-        if self.slab:
-            phi = phi + self._dipole_prefactor(cell) * pos_el[:, 2] * torch.dot(charges_ly, pos_ly[:, 2])
+        if self.slab:  # 1/(ε0 V_ext): the dipole-correction prefactor
+            phi = phi + pos_el[:, 2] * torch.dot(charges_ly, pos_ly[:, 2]) / (EPSILON0 * volume)
         return phi
 
-    def pairs(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict,
-              cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pairs(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict, cutoff: float) -> PairList:
         """Electrode–electrolyte pairs closer than ``cutoff`` over all periodic images of the Ewald cell.
 
-        Returns i (P,) electrode index, j (P,) electrolyte index and the vectors r_j − r_i + n·box (P, 3) in Å,
-        differentiable w.r.t. both positions. The search runs on wrapped, detached copies (electrode side cached
-        for frozen electrodes): O(N_el · N_elyt · images) distance tests without gradient. Frozen electrodes keep
-        a Verlet list (cutoff + ``PAIR_SKIN``, lattice images fixed) that is searched again only once an
-        electrolyte atom has moved by ≥ ``PAIR_SKIN``/2 from its position at the last search.
-        """
-        box = terms["box"]
-        cached = self._pair_cache
-        if terms["key"] is not None and cached is not None and cached["key"] == terms["key"] \
-                and cached["cutoff"] == cutoff and cached["reference"].shape == pos_ly.shape:
-            moved = float((pos_ly.detach() - cached["reference"]).norm(dim=1).max()) if len(pos_ly) else 0.0
-            if moved < 0.5 * PAIR_SKIN:  # Verlet criterion: no pair can have entered the cutoff unseen
-                return self._select(pos_el, pos_ly, box, cached, cutoff)
-        if terms["key"] is None:
-            return self._search(pos_el, pos_ly, terms, cutoff)
-        i, j, vectors = self._search(pos_el, pos_ly, terms, cutoff + PAIR_SKIN)
-        lattice = torch.round((pos_ly.detach()[j] - pos_el.detach()[i] - vectors.detach())
-                               @ torch.linalg.inv(box.detach()))
-        self._pair_cache = {"key": terms["key"], "cutoff": cutoff, "reference": pos_ly.detach().clone(),
-                            "i": i, "j": j, "shift": lattice @ box.detach()}
-        return self._select(pos_el, pos_ly, box, self._pair_cache, cutoff)
+        Returns a :class:`PairList` (electrode index i, electrolyte index j, vectors r_j − r_i + n·box and their
+        lengths, differentiable w.r.t. both positions). The search runs on wrapped, detached copies (electrode
+        side cached for frozen electrodes): O(N_el · N_elyt · images) distance tests without gradient.
 
-    @staticmethod
-    def _select(pos_el, pos_ly, box, cached, cutoff):
-        """Pairs of the Verlet candidate list that lie within ``cutoff`` now."""
-        i, j = cached["i"], cached["j"]
-        vectors = pos_ly[j] - pos_el[i] - cached["shift"]
-        with torch.no_grad():
-            keep = torch.nonzero((vectors.detach() ** 2).sum(1) < cutoff * cutoff).squeeze(1)
-        return i[keep], j[keep], vectors[keep]
+        Frozen electrodes keep a Verlet list: every pair within cutoff + ``PAIR_SKIN`` at the last search (lattice
+        images fixed), searched again only once an electrolyte atom has moved by ≥ ``PAIR_SKIN``/2 since. The
+        list is returned whole (pairs beyond ``cutoff`` included, ``beyond`` = cutoff), so each step costs one
+        gather and no selection; the consumers apply their own cutoffs (exact: a term beyond its cutoff is 0).
+        """
+        cached = self._pair_cache
+        if terms["key"] is None:
+            i, j, vectors = self._search(pos_el, pos_ly, terms, cutoff)
+            return PairList(i, j, torch.linalg.vector_norm(vectors, dim=1))
+        if cached is None or cached["key"] != terms["key"] or cached["cutoff"] != cutoff \
+                or cached["reference"].shape != pos_ly.shape or not _within_skin(pos_ly, cached["reference"]):
+            cached = self._new_verlet_list(pos_el, pos_ly, terms, cutoff)
+        # r_j − base per Cartesian component: contiguous 1-D gathers (much cheaper than a (P, 3) row gather)
+        coordinates = pos_ly.T.contiguous()
+        j, base = cached["j"], cached["base"]
+        squared = sum((coordinates[d].index_select(0, j) - base[d]) ** 2 for d in range(3))
+        return PairList(cached["i"], j, torch.sqrt(squared), cutoff, cached["scales"])
+
+    def _new_verlet_list(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict, cutoff: float) -> dict:
+        """Search the pairs within cutoff + ``PAIR_SKIN`` and store their constant parts (frozen electrodes)."""
+        box = terms["box"].detach()
+        i, j, vectors = self._search(pos_el.detach(), pos_ly.detach(), terms, cutoff + PAIR_SKIN)
+        lattice = torch.round((pos_ly.detach()[j] - pos_el.detach()[i] - vectors) @ torch.linalg.inv(box))
+        # r_j − r_i − n·box = r_j − base: the electrode end of every pair is fixed
+        base = (pos_el.detach()[i] + lattice @ box).T.contiguous()  # (3, P)
+        width2 = terms["widths2_el"][i] + terms["width_ly"] ** 2
+        scales = None
+        if bool((width2 > 0).all()):
+            scales = (1.0 / torch.sqrt(2.0 * (width2 + 2.0 * terms["split2"])), 1.0 / torch.sqrt(2.0 * width2))
+        self._pair_cache = {"key": terms["key"], "cutoff": cutoff, "reference": pos_ly.detach().clone(), "i": i,
+                            "j": j, "base": base, "scales": scales}
+        return self._pair_cache
 
     def _search(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict,
                 cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,11 +285,11 @@ class Electrostatics:
         vectors = pos_ly[j] - pos_el[i] - lattice @ box
         return i, j, vectors
 
-    def check_slab_extent(self, positions: torch.Tensor, cell: torch.Tensor) -> None:
+    def check_slab_extent(self, positions: np.ndarray, cell: np.ndarray) -> None:
         """Slab: all atoms must lie within 0 ≤ z < L_z (the vacuum of the extended cell stays empty)."""
         if not self.slab or positions.shape[0] == 0:
             return
-        z = positions.detach()[:, 2]
+        z = np.asarray(positions)[:, 2]
         lz = float(cell[2, 2])
         if float(z.min()) < -1e-9 or float(z.max()) >= lz:
             raise ValueError(f"slab boundary: atoms must lie within 0 ≤ z < L_z = {lz:.4f} Å "
@@ -278,7 +306,25 @@ def _separable_indices(k: torch.Tensor, box: torch.Tensor) -> dict:
     n = torch.round(k @ box.T / (2.0 * math.pi)).to(torch.long)
     pairs, pair_index = torch.unique(n[:, :2], dim=0, return_inverse=True)
     ls, l_index = torch.unique(n[:, 2], return_inverse=True)
-    return {"pairs": pairs.to(k.dtype), "ls": ls.to(k.dtype), "pair_index": pair_index, "l_index": l_index}
+    abs_ls = torch.arange(int(ls.abs().max()) + 1, device=k.device)
+    return {"pairs": pairs.to(k.dtype), "ls": ls.to(k.dtype), "pair_index": pair_index, "l_index": l_index,
+            "abs_ls": abs_ls.to(k.dtype), "abs_index": ls.abs(), "l_sign": torch.sign(ls).to(k.dtype),
+            "inverse": torch.linalg.inv(box)}
+
+
+def _four_sums(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor, sep: dict) -> torch.Tensor:
+    """The (2P, 2L') table [[Σ q c∥ c_z, Σ q c∥ s_z], [Σ q s∥ c_z, Σ q s∥ s_z]] over in-plane pairs × |l|.
+
+    c∥, s∥ = cos, sin 2π(h f₁ + k f₂) and c_z, s_z = cos, sin 2π|l| f₃ (f = r·box⁻¹, |l| = 0 … max|l|): N·(P + L')
+    cos/sin and one (2P, N)·(N, 2L') matrix product. Differentiable w.r.t. charges, positions and box.
+    """
+    inverse = sep["inverse"] if not box.requires_grad else torch.linalg.inv(box)
+    frac = positions @ inverse
+    phase_par = (2.0 * math.pi) * (frac[:, :2] @ sep["pairs"].T)  # (N, P)
+    phase_z = (2.0 * math.pi) * frac[:, 2:3] * sep["abs_ls"][None, :]  # (N, L')
+    left = charges[:, None] * torch.cat([torch.cos(phase_par), torch.sin(phase_par)], dim=1)  # (N, 2P)
+    right = torch.cat([torch.cos(phase_z), torch.sin(phase_z)], dim=1)  # (N, 2L')
+    return left.T @ right
 
 
 def _structure_table(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor,
@@ -286,18 +332,16 @@ def _structure_table(charges: torch.Tensor, positions: torch.Tensor, box: torch.
     """Re and Im of S(h, k, l) = Σ_j q_j e^(2πi(h f₁ + k f₂ + l f₃)) on the (P, L) grid of in-plane pairs × l.
 
     e^(ik·r_j) = e^(2πi(h f₁ + k f₂)) · e^(2πi l f₃) (f = r·box⁻¹), so only N·(P + L) cos/sin are needed and the
-    sum over atoms is one (2P, N)·(N, 2L) matrix product. Differentiable w.r.t. charges, positions and box.
+    sum over atoms is one matrix product (:func:`_four_sums`). Its four real sums at |l| give S at both +l and −l
+    (cos even, sin odd): Re S = Σ q c∥ c_z ∓ Σ q s∥ s_z, Im S = Σ q s∥ c_z ± Σ q c∥ s_z for l ≷ 0, so only the
+    l ≥ 0 half enters the product. Differentiable w.r.t. charges, positions and box.
     """
-    frac = positions @ torch.linalg.inv(box)
-    phase_par = (2.0 * math.pi) * (frac[:, :2] @ sep["pairs"].T)  # (N, P)
-    phase_z = (2.0 * math.pi) * frac[:, 2:3] * sep["ls"][None, :]  # (N, L)
-    left = charges[:, None] * torch.cat([torch.cos(phase_par), torch.sin(phase_par)], dim=1)  # (N, 2P)
-    right = torch.cat([torch.cos(phase_z), torch.sin(phase_z)], dim=1)  # (N, 2L)
-    table = left.T @ right  # [[Σ q c∥ c_z, Σ q c∥ s_z], [Σ q s∥ c_z, Σ q s∥ s_z]]
-    n_par, n_z = sep["pairs"].shape[0], sep["ls"].shape[0]
-    cc, cs = table[:n_par, :n_z], table[:n_par, n_z:]
-    sc, ss = table[n_par:, :n_z], table[n_par:, n_z:]
-    return cc - ss, sc + cs
+    table = _four_sums(charges, positions, box, sep)
+    n_par, n_abs = sep["pairs"].shape[0], sep["abs_ls"].shape[0]
+    column, sign = sep["abs_index"], sep["l_sign"]  # (L,) position of |l| among abs_ls, sign of l
+    cc, cs = table[:n_par, :n_abs][:, column], table[:n_par, n_abs:][:, column]
+    sc, ss = table[n_par:, :n_abs][:, column], table[n_par:, n_abs:][:, column]
+    return cc - sign * ss, sc + sign * cs
 
 
 def _structure_factor(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor,
@@ -313,37 +357,55 @@ def _electrode_tables(terms: dict, pos_el: torch.Tensor, box: torch.Tensor, widt
 
     With k = k∥ + k_z (k_z = 2πl/L_z along the third lattice vector, which must be ⟂ to the first two) and
     f_i(k) = e^(−k∥²s_i²/2) e^(−k_z²s_i²/2):
-        φ_i = Re Σ_p G_ip Σ_l T_pl H_u(i),l,  G_ip = e^(−ik∥_p·r_i) e^(−k∥_p²s_i²/2),
-        H_ul = e^(−ik_z,l z_u) e^(−k_z,l² s_u²/2),  T_pl = 2w(k) f_ly(k) S(k) (0 off the k set),
-    where u runs over the distinct (z, s) of the electrode atoms (a few layers). Returns the real tables.
+        φ_i = Re Σ_p G_ip R_p,u(i),  R_pu = Σ_l T_pl H_ul,  G_ip = e^(−ik∥_p·r_i) e^(−k∥_p²s_i²/2),
+        H_ul = e^(−ik_z,l z_u) e^(−k_z,l² s_u²/2),  T_pl = W_pl S(k),  W_pl = 2w(k) f_ly(k) (0 off the k set),
+    where u runs over the distinct (z, s) of the electrode atoms (a few layers). The ±l terms are summed in pairs
+    from the four real sums of :func:`_four_sums` at a = |l| (H_u,−a = H_ua*, S_p,±a as in :func:`_structure_table`):
+        Re R_pu = Σ_a W⁺_pa (cc hc + cs hs) + W⁻_pa (sc hs − ss hc),
+        Im R_pu = Σ_a W⁺_pa (sc hc + ss hs) + W⁻_pa (cs hc − cc hs),
+    with hc − i hs = H_ua, W^± = W_p,a ± W_p,−a (a > 0) and W⁺ = W_p0, W⁻ = 0 at a = 0; exact for any k set.
+    Returns the real tables: weights tiled to (2P, 2L'), h as (2L', U) right factors, G as (N_el, 2P).
     """
     sep = terms["separable"]
     recip = 2.0 * math.pi * torch.linalg.inv(box).T  # rows b₁, b₂, b₃ (with 2π)
     k_par = sep["pairs"] @ recip[:2]  # (P, 3)
-    k_z = sep["ls"][:, None] * recip[2][None, :]  # (L, 3)
+    k_abs = sep["abs_ls"] * recip[2, 2]  # (L',) k_z at |l|
     k2 = (terms["k"].detach() ** 2).sum(-1)
-    grid = torch.zeros(len(sep["pairs"]), len(sep["ls"]), dtype=box.dtype, device=box.device)
+    n_par, n_abs = len(sep["pairs"]), len(sep["abs_ls"])
+    grid = torch.zeros(n_par, len(sep["ls"]), dtype=box.dtype, device=box.device)
     grid[sep["pair_index"], sep["l_index"]] = 2.0 * weight.detach() * torch.exp(-0.5 * k2 * width_ly**2)
+    plus = torch.zeros(n_par, n_abs, dtype=box.dtype, device=box.device).index_add(1, sep["abs_index"], grid)
+    minus = torch.zeros_like(plus).index_add(1, sep["abs_index"], grid * sep["l_sign"][None, :])
     keys, unique_index = torch.unique(torch.stack([pos_el[:, 2], widths_el.detach()], dim=1), dim=0,
                                       return_inverse=True)
     phase_par = pos_el @ k_par.T  # (N_el, P)
     damp_par = torch.exp(-0.5 * (k_par * k_par).sum(-1)[None, :] * widths_el.detach()[:, None] ** 2)
-    phase_z = keys[:, :1] * k_z[:, 2][None, :]  # (U, L)
-    damp_z = torch.exp(-0.5 * (k_z[:, 2] ** 2)[None, :] * keys[:, 1:2] ** 2)
-    return {"weight_grid": grid, "unique_index": unique_index,
-            "g_re": torch.cos(phase_par) * damp_par, "g_im": -torch.sin(phase_par) * damp_par,
-            "h_re": (torch.cos(phase_z) * damp_z).T.contiguous(), "h_im": (-torch.sin(phase_z) * damp_z).T.contiguous()}
+    phase_z = k_abs[:, None] * keys[None, :, 0]  # (L', U)
+    damp_z = torch.exp(-0.5 * (k_abs**2)[:, None] * keys[None, :, 1] ** 2)
+    hc, hs = torch.cos(phase_z) * damp_z, torch.sin(phase_z) * damp_z
+    return {"plus": plus.repeat(2, 2), "minus": minus.repeat(2, 2), "unique_index": unique_index,
+            "h_plus": torch.cat([hc, hs]), "h_minus": torch.cat([-hs, hc]),
+            "g": torch.cat([torch.cos(phase_par), torch.sin(phase_par)], dim=1) * damp_par.repeat(1, 2)}
 
 
 def _frozen_reciprocal(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor, sep: dict,
                        tables: dict) -> torch.Tensor:
-    """Reciprocal part of φ (N_el,) for frozen electrodes from :func:`_electrode_tables`: O(N·(P + L) + P·L·U)."""
-    s_re, s_im = _structure_table(charges, positions, box, sep)
-    t_re, t_im = tables["weight_grid"] * s_re, tables["weight_grid"] * s_im  # (P, L)
-    r_re = t_re @ tables["h_re"] - t_im @ tables["h_im"]  # (P, U)
-    r_im = t_re @ tables["h_im"] + t_im @ tables["h_re"]
-    u = tables["unique_index"]
-    return (tables["g_re"] * r_re.T[u]).sum(1) - (tables["g_im"] * r_im.T[u]).sum(1)
+    """Reciprocal part of φ (N_el,) for frozen electrodes from :func:`_electrode_tables`: O(N·(P + L') + P·L'·U)."""
+    table = _four_sums(charges, positions, box, sep)  # [[cc, cs], [sc, ss]]
+    n_par = sep["pairs"].shape[0]
+    plus = (tables["plus"] * table) @ tables["h_plus"]  # rows: [W⁺(cc hc + cs hs); W⁺(sc hc + ss hs)]
+    minus = (tables["minus"] * table) @ tables["h_minus"]  # rows: [W⁻(cs hc − cc hs); W⁻(ss hc − sc hs)]
+    r = plus + torch.cat([-minus[n_par:], minus[:n_par]])  # [Re R; Im R] (2P, U)
+    phi_layers = tables["g"] @ r  # (N_el, U): Σ_p G_re Re R − G_im Im R for every layer u
+    return phi_layers.gather(1, tables["unique_index"][:, None]).squeeze(1)
+
+
+def _within_skin(positions: torch.Tensor, reference: torch.Tensor) -> bool:
+    """Verlet criterion: every atom is closer than ``PAIR_SKIN``/2 to where it was at the last search."""
+    if positions.shape[0] == 0:
+        return True
+    step = positions.detach() - reference
+    return float((step * step).sum(1).max()) < 0.25 * PAIR_SKIN * PAIR_SKIN
 
 
 def _z_separable(box: torch.Tensor) -> bool:

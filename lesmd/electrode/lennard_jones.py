@@ -36,8 +36,7 @@ def lennard_jones_energy(distances: torch.Tensor, epsilon: torch.Tensor, sigma: 
         cutoff: Å.
     """
     active = (distances.detach() < cutoff) & (epsilon > 0)
-    r2 = distances[active] ** 2
-    s2 = sigma[active] ** 2
-    x6 = (s2 / r2) ** 3
+    s2 = sigma * sigma
+    x6 = (s2 / (distances * distances)) ** 3
     x6_cut = (s2 / cutoff**2) ** 3
-    return (4.0 * epsilon[active] * ((x6 * x6 - x6) - (x6_cut * x6_cut - x6_cut))).sum()
+    return torch.where(active, 4.0 * epsilon * ((x6 * x6 - x6) - (x6_cut * x6_cut - x6_cut)), 0.0).sum()

@@ -35,6 +35,7 @@ import torch
 from lesmd.electrode.config import ElectrodeConfig, load_config
 from lesmd.electrode.electrostatics import Electrostatics
 from lesmd.electrode.lennard_jones import lennard_jones_energy, pair_tables
+from lesmd.electrode.overlaps import OverlapGuard
 from lesmd.electrode.solver import MatrixSolver, projected_cg
 from lesmd.les.charges import apply_total_charge
 from lesmd.les.ewald import les_energy
@@ -74,6 +75,7 @@ class ElectrodePotential:
         self.total_charge = float(total_charge)
         self.dtype = torch.float64
         self._frozen: dict | None = None
+        self._guards: tuple[OverlapGuard, OverlapGuard] | None = None
         self.electrostatics = Electrostatics(self.config.boundary, self.config.accuracy, self.config.slab_factor,
                                              self.config.real_space_cutoff)
         self._previous_q: torch.Tensor | None = None
@@ -97,8 +99,10 @@ class ElectrodePotential:
         return np.concatenate([e.indices for e in self.config.electrodes])
 
     def _pbc(self) -> torch.Tensor:
-        periodic_z = self.config.boundary == "finite_field"
-        return torch.tensor([True, True, periodic_z], device=self.device)
+        if getattr(self, "_pbc_tensor", None) is None:
+            periodic_z = self.config.boundary == "finite_field"
+            self._pbc_tensor = torch.tensor([True, True, periodic_z], device=self.device)
+        return self._pbc_tensor
 
     def _layout(self, n_atoms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.config.resolved:
@@ -117,7 +121,23 @@ class ElectrodePotential:
         return electrode, electrolyte, group
 
     def _constraints(self, group: np.ndarray, electrolyte_charge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """C (m, n_el) and d (m,): overall neutrality (if any electrode is potential-controlled) and fixed charges."""
+        """C (m, n_el) and d (m,): overall neutrality (if any electrode is potential-controlled) and fixed charges.
+
+        C and the fixed-charge targets are built once per layout; the neutrality target −Q_elyt changes per step.
+        """
+        key = (group.tobytes(), self.scale, tuple((e.potential is None, e.charge) for e in self.config.electrodes))
+        cached = getattr(self, "_constraint_cache", None)
+        if cached is not None and cached[0] == key and cached[1]:
+            c, d = cached[2], cached[3].clone()
+            d[0] = -electrolyte_charge
+            return c, d
+        c, d = self._build_constraints(group, electrolyte_charge)
+        neutrality = any(e.potential is not None for e in self.config.electrodes)
+        self._constraint_cache = (key, neutrality, c, d)
+        return c, d
+
+    def _build_constraints(self, group: np.ndarray, electrolyte_charge: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
         rows, targets = [], []
         electrodes = self.config.electrodes
         if any(e.potential is not None for e in electrodes):
@@ -136,6 +156,24 @@ class ElectrodePotential:
         c = torch.as_tensor(np.stack(rows), dtype=torch.float64, device=self.device)
         d = torch.stack([torch.as_tensor(t, dtype=torch.float64).reshape(()) for t in targets]).to(self.device)
         return c, d
+
+    def _widths(self, n_electrode: int) -> torch.Tensor:
+        """(N_el,) Gaussian standard deviations (Å) of the electrode atoms, electrode by electrode (cached)."""
+        key = (n_electrode, tuple((e.width, len(e.indices)) for e in self.config.electrodes))
+        cached = getattr(self, "_widths_cache", None)
+        if cached is None or cached[0] != key:
+            widths = np.concatenate([[e.width] * len(e.indices) for e in self.config.electrodes])
+            cached = self._widths_cache = (key, torch.as_tensor(widths, dtype=torch.float64, device=self.device))
+        return cached[1]
+
+    def _set_potentials(self) -> torch.Tensor:
+        """(K,) latent set potentials Ψ̃_k = √ε∞ Ψ_k in V (0 for fixed-charge electrodes); the config may change."""
+        values = tuple(self.scale * (e.potential or 0.0) for e in self.config.electrodes)
+        cached = getattr(self, "_set_potential_cache", None)
+        if cached is None or cached[0] != values:
+            cached = self._set_potential_cache = (values, torch.as_tensor(values, dtype=torch.float64,
+                                                                          device=self.device))
+        return cached[1]
 
     def _field(self, cell: torch.Tensor) -> float:
         """Latent field Ẽ_z = −√ε∞ (Ψ_top − Ψ_bot)/L_z (V/Å) of the finite-field boundary, else 0."""
@@ -199,7 +237,7 @@ class ElectrodePotential:
         _check_cell(cell_np, self.config.boundary)
         if not np.all(np.isfinite(positions)):
             raise ValueError("positions contain NaN or inf")
-        self.electrostatics.check_slab_extent(torch.as_tensor(positions), cell_np)
+        self.electrostatics.check_slab_extent(positions, cell_np)
         electrode, electrolyte, group = self._layout(n_atoms)
         self._check_distances(positions, cell_np, electrode, electrolyte)
 
@@ -210,8 +248,7 @@ class ElectrodePotential:
         pbc_t = self._pbc()
         pos_el = pos[electrode] if mobile else pos[electrode].detach()  # frozen electrodes: zero force
         pos_ly = pos[electrolyte]
-        widths_el = torch.as_tensor(np.concatenate([[e.width] * len(e.indices) for e in self.config.electrodes]),
-                                    **f64)
+        widths_el = self._widths(len(electrode))
 
         # 1. model energy and electrolyte latent charges (graph kept)
         source = self._short_range_source(numbers[electrode], len(electrolyte))
@@ -229,12 +266,11 @@ class ElectrodePotential:
             lj = self.config.lennard_jones if source == "lennard_jones" else None
             cutoff = max(terms["r_cut"], lj.cutoff if lj is not None else 0.0, self.config.min_distance)
             pairs = es.pairs(pos_el, pos_ly, terms, cutoff)
-            distances = torch.linalg.norm(pairs[2], dim=-1)
-            close = distances.detach()
+            close = pairs.distances.detach()
             if self.config.min_distance > 0 and len(close) and float(close.min()) < self.config.min_distance:
                 k = int(torch.argmin(close))
-                raise ValueError(f"electrode atom {int(electrode[int(pairs[0][k])])} and electrolyte atom "
-                                 f"{int(electrolyte[int(pairs[1][k])])} are {float(distances[k]):.3f} Å apart "
+                raise ValueError(f"electrode atom {int(electrode[int(pairs.i[k])])} and electrolyte atom "
+                                 f"{int(electrolyte[int(pairs.j[k])])} are {float(close[k]):.3f} Å apart "
                                  f"(< {self.config.min_distance} Å): overlapping atoms")
             phi = es.coupling_potential(pos_el, pos_ly, p, box, widths_el, self.electrolyte_width, terms, pairs)
         else:
@@ -242,7 +278,7 @@ class ElectrodePotential:
 
         # 3. solve A q = Ψ̃ − φ + Ẽ z + Cᵀλ
         field = self._field(box)
-        set_potential = torch.as_tensor([self.scale * (e.potential or 0.0) for e in self.config.electrodes], **f64)
+        set_potential = self._set_potentials()
         rhs = set_potential[group] - phi.detach() + field * pos_el.detach()[:, 2]
         electrolyte_charge = p.detach().sum() if len(electrolyte) else torch.zeros((), **f64)
         constraints, targets = self._constraints(group, electrolyte_charge)
@@ -263,7 +299,7 @@ class ElectrodePotential:
         if field != 0.0:
             energy = energy - field * (torch.dot(q, pos_el[:, 2]) + torch.dot(p, pos_ly[:, 2]))
         if len(electrolyte) and source == "lennard_jones" and self.config.lennard_jones is not None:
-            energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pairs[0], pairs[1], distances)
+            energy = energy + self._lennard_jones(numbers, electrode, electrolyte, pairs)
 
         out = self._outputs(energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations)
         if "capacitance" in props:
@@ -289,7 +325,7 @@ class ElectrodePotential:
             return "lennard_jones"
         capable = callable(getattr(self.model, "short_range_and_raw_charges", None))
         known = {int(z) for z in getattr(self.model, "species", [])}
-        missing = sorted({int(z) for z in electrode_numbers} - known)
+        missing = sorted({int(z) for z in np.unique(electrode_numbers)} - known)
         if mode == "model":
             if not capable:
                 raise ValueError(f"short_range = 'model': {type(self.model).__name__} cannot evaluate the electrode "
@@ -344,28 +380,33 @@ class ElectrodePotential:
         out = self.model(numbers_t, pos_ly.to(dtype), box.to(dtype), pbc, self.total_charge / self.scale)
         return out["energy"].to(torch.float64), out["charges"].to(torch.float64)
 
-    def _lennard_jones(self, numbers, electrode, electrolyte, i, j, distances) -> torch.Tensor:
+    def _lennard_jones(self, numbers, electrode, electrolyte, pairs) -> torch.Tensor:
         lj = self.config.lennard_jones
         key = (numbers[electrode].tobytes(), numbers[electrolyte].tobytes())
         if getattr(self, "_lj_key", None) != key:
             eps, sig = pair_tables(lj, numbers[electrode], numbers[electrolyte])
             self._lj_tables = (torch.as_tensor(eps, dtype=torch.float64, device=self.device),
                                torch.as_tensor(sig, dtype=torch.float64, device=self.device))
-            self._lj_key = key
-        eps, sig = self._lj_tables
-        return lennard_jones_energy(distances, eps[i, j], sig[i, j], lj.cutoff)
+            self._lj_key, self._lj_pairs = key, None
+        if self._lj_pairs is None or self._lj_pairs[0] is not pairs.i:  # per-pair ε, σ: once per Verlet list
+            eps, sig = self._lj_tables
+            self._lj_pairs = (pairs.i, eps[pairs.i, pairs.j], sig[pairs.i, pairs.j])
+        return lennard_jones_energy(pairs.distances, self._lj_pairs[1], self._lj_pairs[2], lj.cutoff)
 
     def _check_distances(self, positions: np.ndarray, cell: np.ndarray, electrode: np.ndarray,
                          electrolyte: np.ndarray) -> None:
         """Overlap checks: electrolyte–electrolyte here, electrode–electrode when A is built (electrode–electrolyte
-        pairs are checked on the shared pair list)."""
+        pairs are checked on the shared pair list). Verlet lists (:mod:`lesmd.electrode.overlaps`) keep them cheap."""
         if self.config.min_distance <= 0:
             return
-        periodic_z = self.config.boundary == "finite_field"
+        if self._guards is None:
+            periodic_z = self.config.boundary == "finite_field"
+            self._guards = (OverlapGuard(self.config.min_distance, periodic_z),
+                            OverlapGuard(self.config.min_distance, periodic_z))
         if len(electrolyte) > 1:
-            _check_overlaps(positions[electrolyte], cell, periodic_z, self.config.min_distance)
+            self._guards[0].check(positions[electrolyte], cell)
         if self.config.solver == "cg" or self._frozen is None:
-            _check_overlaps(positions[electrode], cell, periodic_z, self.config.min_distance)
+            self._guards[1].check(positions[electrode], cell)
 
     def _outputs(self, energy, energy_model, pos, q, p, lam, group, electrode, electrolyte, props, iterations):
         n_atoms = pos.shape[0]
@@ -416,27 +457,6 @@ class ElectrodePotential:
                 rhs = rhs + (1.0 if l_ == 0 else -1.0) * pos_el.detach()[:, 2] / float(box[2, 2])
             columns.append(self._solve(system, rhs, constraints, targets)[0])
         return (self.epsilon_inf * indicator.T @ torch.stack(columns, dim=1)).cpu().numpy()
-
-
-def _check_overlaps(positions: np.ndarray, cell: np.ndarray, periodic_z: bool, min_distance: float) -> None:
-    """Raise ``ValueError`` if two atoms (or periodic images) are closer than ``min_distance`` Å.
-
-    The cell-list search runs with a cutoff of at least 2 Å (a tiny cutoff would make vesin allocate millions of
-    cells); the slab's open z direction gets a padded box.
-    """
-    from vesin import NeighborList
-
-    box = np.array(cell, dtype=np.float64)
-    if not periodic_z:
-        box[2, 2] = np.ptp(positions[:, 2]) + 2.0 * max(min_distance, 2.0) + 1.0
-    frac = positions @ np.linalg.inv(box)
-    wrapped = (frac - np.floor(frac)) @ box
-    search = NeighborList(cutoff=max(float(min_distance), 2.0), full_list=False)
-    i, j, d = search.compute(points=wrapped, box=box, periodic=True, quantities="ijd")
-    if len(d) and float(np.min(d)) < min_distance:
-        k = int(np.argmin(d))
-        raise ValueError(f"atoms {int(i[k])} and {int(j[k])} of the same group are {float(d[k]):.3f} Å apart "
-                         f"(< {min_distance} Å): overlapping atoms")
 
 
 def _symbols(numbers: Sequence[int]) -> str:
