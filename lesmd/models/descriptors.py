@@ -159,12 +159,12 @@ class MomentDescriptor(torch.nn.Module):
         counts = torch.bincount(i, minlength=n_atoms)
         width = int(counts.max()) if n_edges > 0 else 1
         start = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(n_edges, device=i.device) - start[i]
+        slot = torch.arange(n_edges, device=i.device) - start.index_select(0, i)
         # (N, M) tables; empty slots hold a vector of length r_c, where every basis function vanishes
         table = vectors.new_zeros(n_atoms, width, 3)
         table[:, :, 0] = self.cutoff
         table = table.index_put((i, slot), vectors).view(n_atoms * width, 3)
-        neighbor_species = species.new_zeros(n_atoms, width).index_put((i, slot), species[j]).view(-1)
+        neighbor_species = species.new_zeros(n_atoms, width).index_put((i, slot), species.index_select(0, j)).view(-1)
         r = torch.linalg.norm(table, dim=-1)
         basis = bessel_basis(r, self.cutoff, nb)  # (N·M, nb)
         # basis functions in the block of the neighbour's element: (N·M, S, nb), zero in the other blocks

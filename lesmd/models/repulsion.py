@@ -48,11 +48,13 @@ def parse_pair_cutoffs(cutoffs: dict[str, float], species: list[int]) -> torch.T
 
 def _close_pairs(table: torch.Tensor, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor,
                  j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mask over edges, r, r_c) of the edges shorter than their element pair's cutoff in ``table`` (0 = none)."""
-    rc = table.to(vectors.dtype)[species[i], species[j]]
-    r = torch.linalg.norm(vectors, dim=-1)
-    close = (rc > 0) & (r.detach() < rc)
-    return close, r[close], rc[close]
+    """(edge indices, r, r_c) of the edges shorter than their element pair's cutoff in ``table`` (0 = none).
+
+    The selection runs on detached values; only the selected (rare) edges enter the autograd graph."""
+    with torch.no_grad():
+        rc = table.to(vectors.dtype)[species.index_select(0, i), species.index_select(0, j)]
+        close = ((rc > 0) & ((vectors * vectors).sum(-1) < rc * rc)).nonzero().squeeze(1)
+    return close, torch.linalg.norm(vectors.index_select(0, close), dim=-1), rc.index_select(0, close)
 
 
 class CoreRepulsion(torch.nn.Module):
