@@ -152,12 +152,8 @@ def _half_mesh_factors(shape: tuple[int, int, int], order: int) -> tuple[torch.T
 def _flat_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
     """(N·p³,) int32 flat mesh indices of the points floor(u) − j (periodic wrap), in spread's value layout."""
     strides = (shape[1] * shape[2], shape[2], 1)
-    offsets = torch.arange(order - 1, -order, -1, device=base.device)[:order]  # p−1 … 0 after the shift below
-    parts = []
-    for d in range(3):
-        # table[t] = ((t − (p − 1)) mod K_d) · stride_d for t = base mod K_d + p − 1 − j ∈ [0, K_d + p − 1)
-        table = (torch.arange(-(order - 1), shape[d], device=base.device) % shape[d]).int() * strides[d]
-        parts.append(table[(base[:, d] % shape[d])[:, None] + offsets])  # (N, p)
+    offsets = torch.arange(order, device=base.device)
+    parts = [(((base[:, d, None] - offsets) % shape[d]) * strides[d]).int() for d in range(3)]  # (N, p) each
     plane = parts[0][:, :, None] + parts[1][:, None, :]
     return (plane[:, :, :, None] + parts[2][:, None, None, :]).reshape(-1)
 
