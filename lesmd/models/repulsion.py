@@ -50,11 +50,16 @@ def _close_pairs(table: torch.Tensor, species: torch.Tensor, vectors: torch.Tens
                  j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(edge indices, r, r_c) of the edges shorter than their element pair's cutoff in ``table`` (0 = none).
 
-    The selection runs on detached values; only the selected (rare) edges enter the autograd graph."""
+    The selection runs on detached values (first against the largest cutoff, then per element pair); only the
+    selected (rare) edges enter the autograd graph."""
     with torch.no_grad():
-        rc = table.to(vectors.dtype)[species.index_select(0, i), species.index_select(0, j)]
-        close = ((rc > 0) & ((vectors * vectors).sum(-1) < rc * rc)).nonzero().squeeze(1)
-    return close, torch.linalg.norm(vectors.index_select(0, close), dim=-1), rc.index_select(0, close)
+        r2 = (vectors * vectors).sum(-1)
+        limit = float(table.max())
+        near = (r2 < limit * limit).nonzero().squeeze(1)
+        rc = table.to(vectors.dtype)[species[i.index_select(0, near)], species[j.index_select(0, near)]]
+        keep = ((rc > 0) & (r2.index_select(0, near) < rc * rc)).nonzero().squeeze(1)
+        close, rc = near.index_select(0, keep), rc.index_select(0, keep)
+    return close, torch.linalg.norm(vectors.index_select(0, close), dim=-1), rc
 
 
 class CoreRepulsion(torch.nn.Module):
