@@ -7,8 +7,8 @@ or, in-process, ``<ffdirect name="les"><pes>custom</pes><pes_path>drivers/les.py
 
 Options (strings, as i-PI passes them): ``template`` (structure file giving the elements in i-PI's atom order;
 required), ``model`` (model file; default: the embedded water model), ``extras`` (``;``-separated subset of
-dipole;BEC;charges, default dipole;charges), ``efield`` (``Ex;Ey;Ez`` V/Å), ``epsilon_inf``, ``charge`` (e),
-``electrode`` (constant-potential config file), ``pbc`` (true/false), ``dtype`` (float32/float64).
+dipole;BEC;charges, default dipole;charges; ``none``: no extras), ``efield`` (``Ex;Ey;Ez`` V/Å), ``epsilon_inf``,
+``charge`` (e), ``electrode`` (constant-potential config file), ``pbc`` (true/false), ``dtype`` (float32/float64).
 Units and the extras format are documented in :mod:`lesmd.ipi`, which does all the work.
 """
 
