@@ -16,8 +16,10 @@ Two electrode figures:
   (energy call, bare model forward) differed by a few ms from run to run on a shared machine, as much as the
   solve itself;
 - all electrode work: full step − model forward+backward (also the backward through the coupling for the
-  Hellmann–Feynman forces); the step and the bare model call alternate, and the median of their paired
-  differences is reported.
+  Hellmann–Feynman forces).
+The three calls (solve, step, bare model) are interleaved, and each fraction is the median over the repeats of the
+ratio within one round (the machine's speed drifts by up to 2× between rounds when other jobs share the cores);
+the times are medians.
 Model: the default water model (lesmd.models.io.load_model()) if it exists, else an untrained LESModel
 (MomentNetwork H/O, cutoff 5 Å, σ = 1 Å) of the same size; the script says which.
 
@@ -127,26 +129,25 @@ def main() -> None:
             continue
         for warm_up in (solve_only, step, model_call):
             warm_up()
-        solves = []
-        for _ in range(args.repeats):  # paired: the model's forward inside the same call is subtracted
+        solves, steps, models = [], [], []
+        for _ in range(args.repeats):  # interleaved, so that slow phases of a shared machine hit all three alike
             timer.total = 0.0
-            solves.append(cpu_time(solve_only) - timer.total)
+            solves.append(cpu_time(solve_only) - timer.total)  # paired: the model's forward in that same call
             if timer.total <= 0.0:
                 raise RuntimeError("the model's forward pass was not timed (did the electrode call use it?)")
-        t_solve = statistics.median(solves)
-        steps, models = [], []
-        for _ in range(args.repeats):  # alternating, so that slow phases of a shared machine hit both alike
             steps.append(cpu_time(step))
             models.append(cpu_time(model_call))
-        t_step, t_model = statistics.median(steps), statistics.median(models)
+        t_solve, t_step, t_model = statistics.median(solves), statistics.median(steps), statistics.median(models)
         overhead = statistics.median([a - b for a, b in zip(steps, models, strict=True)])
+        solve_fraction = statistics.median([a / b for a, b in zip(solves, steps, strict=True)])
+        electrode_fraction = statistics.median([(a - b) / a for a, b in zip(steps, models, strict=True)])
         q = potential.last_results["electrode_total_charges"]
         print(f"{boundary:12s} step {t_step * 1e3:8.1f} ms  model {t_model * 1e3:8.1f} ms  "
-              f"solve {t_solve * 1e3:6.1f} ms ({t_solve / t_step:.1%})  "
-              f"all electrode work {overhead * 1e3:6.1f} ms ({overhead / t_step:.1%})  Q_top={q[1]:+.4f} e")
+              f"solve {t_solve * 1e3:6.1f} ms ({solve_fraction:.1%})  "
+              f"all electrode work {overhead * 1e3:6.1f} ms ({electrode_fraction:.1%})  Q_top={q[1]:+.4f} e")
         line = (f"boundary={boundary} step={t_step:.4f} model={t_model:.4f} solve={t_solve:.4f} "
-                f"solve_fraction={t_solve / t_step:.3f} electrode={overhead:.4f} "
-                f"electrode_fraction={overhead / t_step:.3f}")
+                f"solve_fraction={solve_fraction:.3f} electrode={overhead:.4f} "
+                f"electrode_fraction={electrode_fraction:.3f}")
     print(line)
 
 

@@ -45,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from lesmd.electrode.frozen import electrode_tables, frozen_reciprocal, screened_pair_sum, verlet_distances
 from lesmd.les.ewald import coulomb_energy, coulomb_matrix
 from lesmd.les.kspace import half_space_kvectors, smooth_window
 from lesmd.les.potentials import fourier_prefactor, real_space_kernel
@@ -178,8 +179,8 @@ class Electrostatics:
             "separable": _separable_indices(k.detach(), box.detach()),
         }
         if frozen and _z_separable(box):  # per step: O(N_elyt·(P + L) + P·L·U), no (N_el, M) table
-            terms["electrode_tables"] = _electrode_tables(terms, pos_el.detach(), box.detach(), widths_el, weight,
-                                                          width_ly)
+            terms["electrode_tables"] = electrode_tables(terms["separable"], k, weight, pos_el.detach(), box.detach(),
+                                                         widths_el, width_ly)
         else:
             phase = pos_el @ k.T
             factor = 2.0 * weight * torch.exp(-0.5 * k2[None, :] * widths_el[:, None] ** 2)
@@ -207,20 +208,20 @@ class Electrostatics:
         split2, volume = t["split2"], t["volume"]
         # reciprocal space: S(k) of the electrolyte, then 2 w f_i Re[e^(−ik·r_i) S(k)]
         if "electrode_tables" in t:  # frozen electrodes: separable on both sides, no (N_el, M) table
-            phi = _frozen_reciprocal(charges_ly, pos_ly, t["box"], t["separable"], t["electrode_tables"])
+            phi = frozen_reciprocal(charges_ly, pos_ly, t["electrode_tables"])
         else:
             s_re, s_im = _structure_factor(charges_ly, pos_ly, t["box"], t["separable"])
             s_re, s_im = t["form_ly"] * s_re, t["form_ly"] * s_im  # one electrolyte width: f(k) factors out
             phi = t["cos"] @ s_re + t["sin"] @ s_im
         # real space (electrode–electrolyte pairs within r_c, all images) and the background cross term
         pairs = self.pairs(pos_el, pos_ly, t, t["r_cut"]) if pairs is None else pairs
-        r = pairs.distances
+        r, pair_charges = pairs.distances, charges_ly.index_select(0, pairs.j)
         if pairs.scales is None:
-            kernel = real_space_kernel(r, widths_el[pairs.i] ** 2 + width_ly**2, split2)
-        else:  # the same kernel with the per-pair factors cached (all widths > 0)
-            kernel = (torch.erfc(r * pairs.scales[0]) - torch.erfc(r * pairs.scales[1])) / r
-        kernel = torch.where(r.detach() < t["r_cut"], kernel, 0.0)  # a Verlet list also holds pairs beyond r_c
-        phi = phi.index_add(0, pairs.i, COULOMB * charges_ly.index_select(0, pairs.j) * kernel)
+            kernel = torch.where(r.detach() < t["r_cut"],
+                                 real_space_kernel(r, widths_el[pairs.i] ** 2 + width_ly**2, split2), 0.0)
+            phi = phi.index_add(0, pairs.i, COULOMB * pair_charges * kernel)
+        else:  # the same sum with the kernel factors cached (a Verlet list also holds pairs beyond r_c)
+            phi = phi + screened_pair_sum(r, pair_charges, pairs.i, pairs.scales, t["r_cut"], phi.shape[0])
         phi = phi - split2 * charges_ly.sum() / (EPSILON0 * volume)
         if self.slab:  # 1/(ε0 V_ext): the dipole-correction prefactor
             phi = phi + pos_el[:, 2] * torch.dot(charges_ly, pos_ly[:, 2]) / (EPSILON0 * volume)
@@ -245,11 +246,8 @@ class Electrostatics:
         if cached is None or cached["key"] != terms["key"] or cached["cutoff"] != cutoff \
                 or cached["reference"].shape != pos_ly.shape or not _within_skin(pos_ly, cached["reference"]):
             cached = self._new_verlet_list(pos_el, pos_ly, terms, cutoff)
-        # r_j − base per Cartesian component: contiguous 1-D gathers (much cheaper than a (P, 3) row gather)
-        coordinates = pos_ly.T.contiguous()
-        j, base = cached["j"], cached["base"]
-        squared = sum((coordinates[d].index_select(0, j) - base[d]) ** 2 for d in range(3))
-        return PairList(cached["i"], j, torch.sqrt(squared), cutoff, cached["scales"])
+        distances = verlet_distances(pos_ly.T.contiguous(), cached["j"], cached["base"])
+        return PairList(cached["i"], cached["j"], distances, cutoff, cached["scales"])
 
     def _new_verlet_list(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict, cutoff: float) -> dict:
         """Search the pairs within cutoff + ``PAIR_SKIN`` and store their constant parts (frozen electrodes)."""
@@ -349,55 +347,6 @@ def _structure_factor(charges: torch.Tensor, positions: torch.Tensor, box: torch
     """(Σ_j q_j cos(k·r_j), Σ_j q_j sin(k·r_j)) for the M k-vectors described by ``sep``, each (M,)."""
     s_re, s_im = _structure_table(charges, positions, box, sep)
     return s_re[sep["pair_index"], sep["l_index"]], s_im[sep["pair_index"], sep["l_index"]]
-
-
-def _electrode_tables(terms: dict, pos_el: torch.Tensor, box: torch.Tensor, widths_el: torch.Tensor,
-                      weight: torch.Tensor, width_ly: float) -> dict:
-    """Frozen-electrode factors of φ_i = Σ_k 2w(k) f_i(k) f_ly(k) Re[e^(−ik·r_i) S(k)] in separable form.
-
-    With k = k∥ + k_z (k_z = 2πl/L_z along the third lattice vector, which must be ⟂ to the first two) and
-    f_i(k) = e^(−k∥²s_i²/2) e^(−k_z²s_i²/2):
-        φ_i = Re Σ_p G_ip R_p,u(i),  R_pu = Σ_l T_pl H_ul,  G_ip = e^(−ik∥_p·r_i) e^(−k∥_p²s_i²/2),
-        H_ul = e^(−ik_z,l z_u) e^(−k_z,l² s_u²/2),  T_pl = W_pl S(k),  W_pl = 2w(k) f_ly(k) (0 off the k set),
-    where u runs over the distinct (z, s) of the electrode atoms (a few layers). The ±l terms are summed in pairs
-    from the four real sums of :func:`_four_sums` at a = |l| (H_u,−a = H_ua*, S_p,±a as in :func:`_structure_table`):
-        Re R_pu = Σ_a W⁺_pa (cc hc + cs hs) + W⁻_pa (sc hs − ss hc),
-        Im R_pu = Σ_a W⁺_pa (sc hc + ss hs) + W⁻_pa (cs hc − cc hs),
-    with hc − i hs = H_ua, W^± = W_p,a ± W_p,−a (a > 0) and W⁺ = W_p0, W⁻ = 0 at a = 0; exact for any k set.
-    Returns the real tables: weights tiled to (2P, 2L'), h as (2L', U) right factors, G as (N_el, 2P).
-    """
-    sep = terms["separable"]
-    recip = 2.0 * math.pi * torch.linalg.inv(box).T  # rows b₁, b₂, b₃ (with 2π)
-    k_par = sep["pairs"] @ recip[:2]  # (P, 3)
-    k_abs = sep["abs_ls"] * recip[2, 2]  # (L',) k_z at |l|
-    k2 = (terms["k"].detach() ** 2).sum(-1)
-    n_par, n_abs = len(sep["pairs"]), len(sep["abs_ls"])
-    grid = torch.zeros(n_par, len(sep["ls"]), dtype=box.dtype, device=box.device)
-    grid[sep["pair_index"], sep["l_index"]] = 2.0 * weight.detach() * torch.exp(-0.5 * k2 * width_ly**2)
-    plus = torch.zeros(n_par, n_abs, dtype=box.dtype, device=box.device).index_add(1, sep["abs_index"], grid)
-    minus = torch.zeros_like(plus).index_add(1, sep["abs_index"], grid * sep["l_sign"][None, :])
-    keys, unique_index = torch.unique(torch.stack([pos_el[:, 2], widths_el.detach()], dim=1), dim=0,
-                                      return_inverse=True)
-    phase_par = pos_el @ k_par.T  # (N_el, P)
-    damp_par = torch.exp(-0.5 * (k_par * k_par).sum(-1)[None, :] * widths_el.detach()[:, None] ** 2)
-    phase_z = k_abs[:, None] * keys[None, :, 0]  # (L', U)
-    damp_z = torch.exp(-0.5 * (k_abs**2)[:, None] * keys[None, :, 1] ** 2)
-    hc, hs = torch.cos(phase_z) * damp_z, torch.sin(phase_z) * damp_z
-    return {"plus": plus.repeat(2, 2), "minus": minus.repeat(2, 2), "unique_index": unique_index,
-            "h_plus": torch.cat([hc, hs]), "h_minus": torch.cat([-hs, hc]),
-            "g": torch.cat([torch.cos(phase_par), torch.sin(phase_par)], dim=1) * damp_par.repeat(1, 2)}
-
-
-def _frozen_reciprocal(charges: torch.Tensor, positions: torch.Tensor, box: torch.Tensor, sep: dict,
-                       tables: dict) -> torch.Tensor:
-    """Reciprocal part of φ (N_el,) for frozen electrodes from :func:`_electrode_tables`: O(N·(P + L') + P·L'·U)."""
-    table = _four_sums(charges, positions, box, sep)  # [[cc, cs], [sc, ss]]
-    n_par = sep["pairs"].shape[0]
-    plus = (tables["plus"] * table) @ tables["h_plus"]  # rows: [W⁺(cc hc + cs hs); W⁺(sc hc + ss hs)]
-    minus = (tables["minus"] * table) @ tables["h_minus"]  # rows: [W⁻(cs hc − cc hs); W⁻(ss hc − sc hs)]
-    r = plus + torch.cat([-minus[n_par:], minus[:n_par]])  # [Re R; Im R] (2P, U)
-    phi_layers = tables["g"] @ r  # (N_el, U): Σ_p G_re Re R − G_im Im R for every layer u
-    return phi_layers.gather(1, tables["unique_index"][:, None]).squeeze(1)
 
 
 def _within_skin(positions: torch.Tensor, reference: torch.Tensor) -> bool:

@@ -118,6 +118,8 @@ class ElectrodePotential:
         group = np.concatenate([np.full(len(e.indices), k) for k, e in enumerate(self.config.electrodes)])
         electrolyte = np.setdiff1d(np.arange(n_atoms), electrode)
         self._layout_cache = (key, (electrode, electrolyte, group))
+        self._index_tensors = tuple(torch.as_tensor(a, dtype=torch.long, device=self.device)
+                                    for a in (electrode, electrolyte, group))
         return electrode, electrolyte, group
 
     def _constraints(self, group: np.ndarray, electrolyte_charge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,10 +188,10 @@ class ElectrodePotential:
     def _matrix_solver(self, pos_el: torch.Tensor, cell: torch.Tensor, widths: torch.Tensor,
                        constraints: torch.Tensor) -> MatrixSolver:
         """The frozen-electrode solver, rebuilt only when electrode positions, cell or constraints change."""
-        key = (pos_el.detach().cpu().numpy().copy(), cell.detach().cpu().numpy().copy(), constraints.cpu().numpy())
+        key = (pos_el.detach().clone(), cell.detach().clone(), constraints.clone())
         if self._frozen is not None:
             old = self._frozen["key"]
-            same = all(a.shape == b.shape and (np.array_equal(a, b) or np.allclose(a, b, rtol=0.0, atol=1e-10))
+            same = all(a.shape == b.shape and (torch.equal(a, b) or torch.allclose(a, b, rtol=0.0, atol=1e-10))
                        for a, b in zip(old, key, strict=True))
             if same:
                 return self._frozen["solver"]
@@ -246,8 +248,10 @@ class ElectrodePotential:
         pos = torch.as_tensor(positions, **f64).requires_grad_("forces" in props)
         box = torch.as_tensor(cell_np, **f64)
         pbc_t = self._pbc()
-        pos_el = pos[electrode] if mobile else pos[electrode].detach()  # frozen electrodes: zero force
-        pos_ly = pos[electrolyte]
+        electrode_t, electrolyte_t, group_t = self._index_tensors
+        pos_el = pos.index_select(0, electrode_t)
+        pos_el = pos_el if mobile else pos_el.detach()  # frozen electrodes: zero force
+        pos_ly = pos.index_select(0, electrolyte_t)
         widths_el = self._widths(len(electrode))
 
         # 1. model energy and electrolyte latent charges (graph kept)
@@ -278,8 +282,8 @@ class ElectrodePotential:
 
         # 3. solve A q = Ψ̃ − φ + Ẽ z + Cᵀλ
         field = self._field(box)
-        set_potential = self._set_potentials()
-        rhs = set_potential[group] - phi.detach() + field * pos_el.detach()[:, 2]
+        set_potential = self._set_potentials().index_select(0, group_t)  # per electrode atom
+        rhs = set_potential - phi.detach() + field * pos_el.detach()[:, 2]
         electrolyte_charge = p.detach().sum() if len(electrolyte) else torch.zeros((), **f64)
         constraints, targets = self._constraints(group, electrolyte_charge)
         if mobile:
@@ -295,7 +299,7 @@ class ElectrodePotential:
             energy_el = self.electrostatics.electrode_energy(q, pos_el, box, widths_el)
         else:
             energy_el = 0.5 * torch.dot(q, self._frozen["matrix"] @ q)
-        energy = energy_model + energy_el + torch.dot(q, phi) - torch.dot(set_potential[group], q)
+        energy = energy_model + energy_el + torch.dot(q, phi) - torch.dot(set_potential, q)
         if field != 0.0:
             energy = energy - field * (torch.dot(q, pos_el[:, 2]) + torch.dot(p, pos_ly[:, 2]))
         if len(electrolyte) and source == "lennard_jones" and self.config.lennard_jones is not None:
@@ -314,8 +318,18 @@ class ElectrodePotential:
     def _short_range_source(self, electrode_numbers: np.ndarray, n_electrolyte: int) -> str:
         """"model" or "lennard_jones": who supplies the electrode–electrolyte short range (``config.short_range``).
 
-        Vacuum electrodes (no electrolyte) with the lazily loaded default model use no model at all.
+        Vacuum electrodes (no electrolyte) with the lazily loaded default model use no model at all. The answer is
+        kept while the electrode elements, the presence of electrolyte, the mode and the model stay the same.
         """
+        key = (electrode_numbers.tobytes(), n_electrolyte > 0, self.config.short_range, id(self.model))
+        cached = getattr(self, "_source_cache", None)
+        if cached is not None and cached[0] == key and self.model is not None:
+            return cached[1]
+        source = self._choose_short_range_source(electrode_numbers, n_electrolyte)
+        self._source_cache = (key, source)
+        return source
+
+    def _choose_short_range_source(self, electrode_numbers: np.ndarray, n_electrolyte: int) -> str:
         mode = self.config.short_range
         if mode == "lennard_jones":
             return mode
@@ -373,9 +387,14 @@ class ElectrodePotential:
         if len(numbers) == 0:
             return pos_ly.new_zeros(()), pos_ly.new_zeros(0)
         self._load_default_model()
-        numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
-        if hasattr(self.model, "check_species"):
-            self.model.check_species(numbers_t)
+        key = (numbers.tobytes(), id(self.model))
+        cached = getattr(self, "_numbers_cache", None)
+        if cached is None or cached[0] != key:  # checked once per set of electrolyte elements
+            numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
+            if hasattr(self.model, "check_species"):
+                self.model.check_species(numbers_t)
+            cached = self._numbers_cache = (key, numbers_t)
+        numbers_t = cached[1]
         dtype = self.model_dtype
         out = self.model(numbers_t, pos_ly.to(dtype), box.to(dtype), pbc, self.total_charge / self.scale)
         return out["energy"].to(torch.float64), out["charges"].to(torch.float64)
