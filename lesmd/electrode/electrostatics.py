@@ -21,11 +21,14 @@ The split a is chosen so that the real-space cutoff is ``real_space_cutoff`` (at
 height, so each pair has one nearest image): W = r_c/(√2 x), x = erfc⁻¹(ε).
 
 Speed: k·r = 2π(h f₁ + k f₂) + 2π l f₃ (f = fractional coordinates), so S(k) needs only N_elyt·(P + L) cos/sin
-for the P in-plane index pairs and L values of l, and one (2P, N)·(N, 2L) matrix product. For frozen electrodes
-in a cell whose third vector is along z (both boundaries), the electrode side is separable as well (few distinct
-layer heights): tables built once, then φ costs O(P·L·U + N_el·P) with U the number of distinct (z, width) of
-the electrode atoms, instead of O(N_el·N_k). The real-space pairs come from a Verlet list (skin ``PAIR_SKIN``).
-The default r_c = 12 Å balances the two parts for the Au(100)/water benchmark (see benchmarks/bench_electrode.py).
+for the P in-plane index pairs and L values of l, and one (2P, N)·(N, 2L') matrix product over l ≥ 0 (the ±l terms
+come from the same four real sums). For frozen electrodes in a cell whose third vector is along z (both
+boundaries), the electrode side is separable as well (few distinct layer heights): tables built once
+(:mod:`lesmd.electrode.frozen`, which also holds the per-step sums with hand-written gradients), then φ costs
+O(N_elyt·P·L' + P·L'·U + N_el·P) with U the number of distinct (z, width) of the electrode atoms, instead of
+O(N_el·N_k). The real-space pairs come from a Verlet list (skin ``PAIR_SKIN``) whose electrode ends and kernel
+factors are stored. The default r_c = 12 Å balances the two parts for the Au(100)/water benchmark
+(see benchmarks/bench_electrode.py).
 
 Boundaries:
 * ``finite_field``: 3-D periodic, tin-foil.
@@ -60,15 +63,14 @@ class PairList(NamedTuple):
     """Electrode–electrolyte pairs: i (P,) electrode index, j (P,) electrolyte index and the distances (P,) Å
     from the electrode atom to the electrolyte atom's listed image (differentiable).
 
-    ``beyond``: None when every pair lies within the requested cutoff; else that cutoff, and pairs up to
-    cutoff + skin are included (a Verlet list). ``scales``: cached (P,) factors 1/√(2W²), 1/√(2w²) (Å⁻¹) of the
+    A Verlet list (frozen electrodes) also holds pairs up to cutoff + skin: each consumer applies its own cutoff
+    (exact, as each term is zero beyond it). ``scales``: cached (P,) factors 1/√(2W²), 1/√(2w²) (Å⁻¹) of the
     real-space kernel [erfc(r/√(2W²)) − erfc(r/√(2w²))]/r, w² = s_i² + s_elyt², W² = w² + 2a² (None: compute).
     """
 
     i: torch.Tensor
     j: torch.Tensor
     distances: torch.Tensor
-    beyond: float | None = None
     scales: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
@@ -230,14 +232,14 @@ class Electrostatics:
     def pairs(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict, cutoff: float) -> PairList:
         """Electrode–electrolyte pairs closer than ``cutoff`` over all periodic images of the Ewald cell.
 
-        Returns a :class:`PairList` (electrode index i, electrolyte index j, vectors r_j − r_i + n·box and their
-        lengths, differentiable w.r.t. both positions). The search runs on wrapped, detached copies (electrode
+        Returns a :class:`PairList` (electrode index i, electrolyte index j and the lengths of r_j − r_i + n·box,
+        differentiable w.r.t. both positions). The search runs on wrapped, detached copies (electrode
         side cached for frozen electrodes): O(N_el · N_elyt · images) distance tests without gradient.
 
         Frozen electrodes keep a Verlet list: every pair within cutoff + ``PAIR_SKIN`` at the last search (lattice
         images fixed), searched again only once an electrolyte atom has moved by ≥ ``PAIR_SKIN``/2 since. The
-        list is returned whole (pairs beyond ``cutoff`` included, ``beyond`` = cutoff), so each step costs one
-        gather and no selection; the consumers apply their own cutoffs (exact: a term beyond its cutoff is 0).
+        list is returned whole (pairs beyond ``cutoff`` included), so each step costs three 1-D gathers and no
+        selection; the consumers apply their own cutoffs (exact: a term beyond its cutoff is 0).
         """
         cached = self._pair_cache
         if terms["key"] is None:
@@ -247,7 +249,7 @@ class Electrostatics:
                 or cached["reference"].shape != pos_ly.shape or not _within_skin(pos_ly, cached["reference"]):
             cached = self._new_verlet_list(pos_el, pos_ly, terms, cutoff)
         distances = verlet_distances(pos_ly.T.contiguous(), cached["j"], cached["base"])
-        return PairList(cached["i"], cached["j"], distances, cutoff, cached["scales"])
+        return PairList(cached["i"], cached["j"], distances, cached["scales"])
 
     def _new_verlet_list(self, pos_el: torch.Tensor, pos_ly: torch.Tensor, terms: dict, cutoff: float) -> dict:
         """Search the pairs within cutoff + ``PAIR_SKIN`` and store their constant parts (frozen electrodes)."""
