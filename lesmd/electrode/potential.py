@@ -418,8 +418,9 @@ class ElectrodePotential:
         pairs are checked on the shared pair list). Verlet lists (:mod:`lesmd.electrode.overlaps`) keep them cheap."""
         if self.config.min_distance <= 0:
             return
-        if self._guards is None:
-            periodic_z = self.config.boundary == "finite_field"
+        periodic_z = self.config.boundary == "finite_field"
+        if self._guards is None or self._guards[0].min_distance != self.config.min_distance \
+                or self._guards[0].periodic_z != periodic_z:
             self._guards = (OverlapGuard(self.config.min_distance, periodic_z),
                             OverlapGuard(self.config.min_distance, periodic_z))
         if len(electrolyte) > 1:
