@@ -11,7 +11,8 @@ overhead ≤ 1 ms per step.
 Most rows use a zero-cost model (the first result, frozen), so the overhead is not buried in the model's
 ±ms noise. The real-model rows show more overhead (2.2 ms socket, 1.45 ms ffdirect, against 1.4 and 0.7 ms):
 a dummy model that sleeps or spins for 30 ms instead shows the same growth (2.5-2.6 ms), so it is not the
-model's work or the adapter: i-PI's Python step runs slower after a long wait (cold caches, idle CPUs).
+model's work or the adapter: i-PI's Python step runs slower after a long wait (cold caches, idle CPUs; timestamps
+inside i-PI around a 30 ms spinning model: every phase about twice as long, its MD step 1.2 ms).
 
 Rows:
 - ``ffdirect``: i-PI evaluates ``drivers/les.py`` in-process (no socket): i-PI's own MD step plus our adapter.
