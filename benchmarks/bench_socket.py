@@ -28,12 +28,13 @@ i-PI settings (the ``<ffsocket>`` a performance-minded user writes; ``--sweep`` 
   model applies the periodic boundaries itself; unwrapped positions also keep the dipole continuous, which is
   why ``inputs/`` use it). Saves i-PI's main thread the folding (``Cell.array_pbc``: 23 µs for 192 atoms here),
   which is within the run-to-run noise of the totals.
-- ``<latency>2e-4</latency>`` (i-PI's default: 1e-4): how long i-PI's poll thread sleeps between looks at the
+- ``<latency>1e-4</latency>`` (i-PI's default): how long i-PI's poll thread sleeps between looks at the
   request queue. Each request waits up to that long before it is sent, and each wake-up of the poll thread
   competes with i-PI's main thread for the GIL while it integrates (timestamps inside i-PI: its MD step took
   0.70-0.91 ms with 1e-5, 0.46-0.70 ms with 1e-4, 0.44-0.50 ms with 2e-4 and 1e-3; the wait before sending
-  0.06, 0.08-0.13, 0.07-0.12 and 0.5-0.6 ms). 2e-4 to 5e-4 balance the two (4 interleaved runs: 1.07, 1.09,
-  1.10 ms per step against 1.24 ms with 1e-4).
+  0.06, 0.08-0.13, 0.07-0.12 and 0.5-0.6 ms). 1e-3 costs 0.25-0.5 ms per step and 1e-5 is no faster; 2e-4
+  was between 0.3 ms faster and 0.2 ms slower than 1e-4 depending on the sitting (five sittings, 3-5 runs each):
+  no robust gain, so the default stays.
 - ``consolidate_messages`` stays on (i-PI 3.x default: POSDATA and GETFORCE in one write, replies collected on
   the poll thread); ``timeout`` stays 0 (no per-step timeout bookkeeping); output strides 50.
 - Extras: every number in the extras JSON is formatted by us and parsed by i-PI each step; the rows with no
@@ -84,9 +85,9 @@ XML = """<simulation verbosity="low" safe_stride="100000">
 
 #: <ffsocket> settings: the recommended ones, i-PI's defaults, and one-at-a-time variations for --sweep
 SETTINGS = {
-    "recommended (pbc=false, latency 2e-4)": 'pbc="false"><latency>2e-4</latency>',
+    "recommended (pbc=false, latency 1e-4)": 'pbc="false"><latency>1e-4</latency>',
     "i-PI defaults (pbc=true, latency 1e-4)": ">",
-    "pbc=false, latency 1e-4": 'pbc="false"><latency>1e-4</latency>',
+    "pbc=false, latency 2e-4": 'pbc="false"><latency>2e-4</latency>',
     "pbc=false, latency 1e-5": 'pbc="false"><latency>1e-5</latency>',
     "pbc=false, latency 1e-3": 'pbc="false"><latency>1e-3</latency>',
 }
