@@ -27,11 +27,32 @@ class Edges:
         i: (E,) int64 index of the centre atom.
         j: (E,) int64 index of the neighbour.
         shifts: (E, 3) integer lattice shifts, stored in the float dtype of the positions.
+        distinct_shifts: (U, 3) the distinct rows of ``shifts`` (at most 27 for cells wider than the cutoff).
+        shift_index: (E,) row of ``distinct_shifts`` of every edge.
+
+    ``distinct_shifts`` and ``shift_index`` are derived from ``shifts`` when not given: the lattice part of the
+    edge vectors is then one tiny product with the cell and a gather, instead of an (E, 3) × (3, 3) product.
     """
 
     i: torch.Tensor
     j: torch.Tensor
     shifts: torch.Tensor
+    distinct_shifts: torch.Tensor | None = None
+    shift_index: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.distinct_shifts is None or self.shift_index is None:
+            if self.shifts.shape[0] == 0:
+                self.distinct_shifts = self.shifts.new_zeros(1, 3)
+                self.shift_index = torch.zeros(0, dtype=torch.long, device=self.shifts.device)
+            else:
+                self.distinct_shifts, self.shift_index = torch.unique(self.shifts, dim=0, return_inverse=True)
+        self.periodic = bool((self.distinct_shifts != 0).any())
+
+    def subset(self, index: torch.Tensor) -> Edges:
+        """The edges at positions ``index`` (E',) long, in that order."""
+        return Edges(self.i.index_select(0, index), self.j.index_select(0, index), self.shifts.index_select(0, index),
+                     self.distinct_shifts, self.shift_index.index_select(0, index))  # fmt: skip
 
 
 def _check_inputs(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:
@@ -90,8 +111,9 @@ def neighbor_list(
 def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, edges: Edges) -> torch.Tensor:
     """Differentiable edge vectors r_ij = r_j − r_i + S_ij·h, shape (E, 3), Å."""
     vectors = positions.index_select(0, edges.j) - positions.index_select(0, edges.i)  # faster than [] indexing
-    if edges.shifts.numel() > 0 and bool((edges.shifts != 0).any()):
-        vectors = vectors + edges.shifts @ cell.to(positions.dtype)
+    if edges.periodic:
+        lattice = edges.distinct_shifts.to(positions.dtype) @ cell.to(positions.dtype)  # (U, 3)
+        vectors = vectors + lattice.index_select(0, edges.shift_index)
     return vectors
 
 
@@ -159,5 +181,4 @@ def edges_within(positions: torch.Tensor, cell: torch.Tensor, edges: Edges, cuto
         keep = (edge_vectors(positions.detach(), cell.detach(), edges) ** 2).sum(-1) < cutoff * cutoff
     if bool(keep.all()):
         return edges
-    index = keep.nonzero().squeeze(1)
-    return Edges(edges.i.index_select(0, index), edges.j.index_select(0, index), edges.shifts.index_select(0, index))
+    return edges.subset(keep.nonzero().squeeze(1))
