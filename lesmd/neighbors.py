@@ -45,8 +45,14 @@ class Edges:
             if self.shifts.shape[0] == 0:
                 self.distinct_shifts = self.shifts.new_zeros(1, 3)
                 self.shift_index = torch.zeros(0, dtype=torch.long, device=self.shifts.device)
-            else:
-                self.distinct_shifts, self.shift_index = torch.unique(self.shifts, dim=0, return_inverse=True)
+            else:  # one integer key per shift triple: a 1-D unique (row-wise unique of (E, 3) is much slower)
+                s = self.shifts.round().long()
+                m = int(s.abs().max())
+                base = 2 * m + 1
+                keys, self.shift_index = torch.unique(((s[:, 0] + m) * base + s[:, 1] + m) * base + s[:, 2] + m,
+                                                      return_inverse=True)  # fmt: skip
+                digits = torch.stack([keys // (base * base), (keys // base) % base, keys % base], dim=1) - m
+                self.distinct_shifts = digits.to(self.shifts.dtype)
         self.periodic = bool((self.distinct_shifts != 0).any())
 
     def subset(self, index: torch.Tensor) -> Edges:

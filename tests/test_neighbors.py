@@ -144,3 +144,20 @@ def test_les_model_reuses_its_verlet_list_along_an_md_trajectory_with_identical_
         fresh = model(numbers, positions, cell, pbc)
         assert float(reused["energy"]) == pytest.approx(float(fresh["energy"]), abs=1e-12)
         torch.testing.assert_close(reused["charges"], fresh["charges"], rtol=0, atol=1e-12)
+
+
+def test_distinct_lattice_shifts_rebuild_every_edge_shift_even_for_many_images_of_a_small_cell():
+    from lesmd.neighbors import Edges
+
+    atoms = ase.build.bulk("Cu", "fcc", a=3.6)  # one atom, primitive cell: many images within 9 Å
+    positions, cell = torch.tensor(atoms.positions), torch.tensor(atoms.cell.array)
+    edges = neighbor_list(positions, cell, torch.tensor([True] * 3), 9.0)
+    assert edges.shifts.abs().max() >= 3 and edges.periodic
+    assert torch.equal(edges.distinct_shifts[edges.shift_index], edges.shifts)
+    assert edges.distinct_shifts.shape[0] == edges.shifts.shape[0]  # every image of the single atom is distinct
+    assert torch.allclose(edge_vectors(positions, cell, edges), edges.shifts @ cell)
+    subset = edges.subset(torch.tensor([5, 0, 7]))
+    assert torch.equal(subset.shifts, edges.shifts[[5, 0, 7]])
+    assert torch.equal(subset.distinct_shifts[subset.shift_index], subset.shifts)
+    open_edges = Edges(torch.tensor([0, 1]), torch.tensor([1, 0]), torch.zeros(2, 3))
+    assert not open_edges.periodic
