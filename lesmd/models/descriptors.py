@@ -48,15 +48,13 @@ def bessel_basis(r: torch.Tensor, cutoff: float, n_basis: int) -> torch.Tensor:
     return values * cutoff_envelope(r_col, cutoff)
 
 
-def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
-    """Stored components of u^{⊗L}, L = 0..l_max, component-major: shape (Σ_L N_COMPONENTS[L], E).
+def angular_products(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, l_max: int) -> list[torch.Tensor]:
+    """Stored components of u^{⊗L}, L = 0..l_max, from the Cartesian components of unit vectors (any equal shapes).
 
     Order: L=0: 1; L=1: x, y, z; L=2: xx, yy, zz, √2xy, √2xz, √2yz;
     L=3: xxx, yyy, zzz, √3xxy, √3xxz, √3xyy, √3yyz, √3xzz, √3yzz, √6xyz.
-    Written out row by row: elementwise products of contiguous (E,) rows, stacked along a new leading
-    dimension, are the fastest form on CPU (stacking along the last dimension costs more than all the products).
+    Written out one elementwise product at a time: the fastest form on CPU.
     """
-    x, y, z = u.t().contiguous().unbind(0)
     rows = [torch.ones_like(x)]
     if l_max >= 1:
         rows += [x, y, z]
@@ -66,7 +64,13 @@ def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
     if l_max >= 3:
         rows += [xx * x, yy * y, zz * z, SQRT3 * xx * y, SQRT3 * xx * z, SQRT3 * yy * x, SQRT3 * yy * z,
                  SQRT3 * zz * x, SQRT3 * zz * y, SQRT6 * xy * z]
-    return torch.stack(rows, dim=0)
+    return rows
+
+
+def angular_rows(u: torch.Tensor, l_max: int) -> torch.Tensor:
+    """Stored components of u^{⊗L} (:func:`angular_products`) of unit vectors u (E, 3), component-major:
+    shape (Σ_L N_COMPONENTS[L], E)."""
+    return torch.stack(angular_products(*u.t().contiguous().unbind(0), l_max), dim=0)
 
 
 def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
@@ -170,8 +174,11 @@ class MomentDescriptor(torch.nn.Module):
         # basis functions in the block of the neighbour's element: (N·M, S, nb), zero in the other blocks
         slots = torch.arange(n_atoms * width, device=i.device)
         by_element = basis.new_zeros(n_atoms * width, s, nb).index_put((slots, neighbor_species), basis)
-        angular = angular_rows(table / r.unsqueeze(-1), self.l_max).view(-1, n_atoms, width)  # (C, N, M)
-        g = torch.bmm(angular.transpose(0, 1), by_element.view(n_atoms, width, s * nb))  # (N, C, S·nb)
+        # angular components in (N, C, M) layout: stacked along the middle dimension, so that neither the
+        # product below nor its backward needs a transposed copy
+        x, y, z = (table / r.unsqueeze(-1)).t().contiguous().view(3, n_atoms, width).unbind(0)
+        angular = torch.stack(angular_products(x, y, z, self.l_max), dim=1)  # (N, C, M)
+        g = torch.bmm(angular, by_element.view(n_atoms, width, s * nb))  # (N, C, S·nb)
         # W[(z_i, z, n), k] / n̄ → the centre's own (S·nb, K) block, one per atom
         w = self.radial_weights.to(basis.dtype).view(s, s * nb, k) / self.avg_neighbors.to(basis.dtype)
         w_atom = w[species]  # (N, S·nb, K)
