@@ -1,17 +1,19 @@
 """Overlap guard: raise when two atoms of one group (or periodic images) come closer than a minimum distance.
 
-A fresh cell-list search (vesin) every MD step costs about as much as the rest of the electrolyte's electrode
-work, so :class:`OverlapGuard` keeps a Verlet list: the pairs within r_s = max(d_min, 2 Å) + ``SKIN`` at the last
-search, with their lattice images fixed. While no atom has moved by ``SKIN``/2 or more since that search (and the
-cell is unchanged), no pair outside the list can have come within r_s − ``SKIN`` ≥ d_min, so checking the listed
-pairs is exact; otherwise the search is repeated. The search cutoff is at least 2 Å because a tiny cutoff would
-make vesin allocate millions of cells. Slab boundary (z not periodic): the search runs in a box padded along z.
-Plain numpy; positions in Å.
+A fresh cell-list search every MD step costs about as much as the rest of the electrolyte's electrode work, so
+:class:`OverlapGuard` keeps the model's Verlet list (:class:`lesmd.neighbors.VerletList`, skin ``SKIN``): the pairs
+within r_s = max(d_min, 2 Å) + ``SKIN`` at the last search are reused while no atom has moved by ``SKIN``/2 or more
+(and the cell is unchanged), so checking the listed pairs is exact. The search cutoff is at least 2 Å because a
+tiny cutoff would make the cell-list search allocate millions of cells. Slab boundary: z is not periodic.
+Positions in Å.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from lesmd.neighbors import VerletList, edge_vectors
 
 SKIN = 1.0  # Å
 
@@ -27,39 +29,25 @@ class OverlapGuard:
     def __init__(self, min_distance: float, periodic_z: bool) -> None:
         self.min_distance = float(min_distance)
         self.periodic_z = periodic_z
-        self.cutoff = max(self.min_distance, 2.0) + SKIN
-        self._list: dict | None = None
-        self.searches = 0  # number of neighbour searches so far (for tests)
+        self._verlet = VerletList(max(self.min_distance, 2.0), skin=SKIN)
+        self._pbc = torch.tensor([True, True, bool(periodic_z)])
+
+    @property
+    def searches(self) -> int:
+        """Number of neighbour searches so far (for tests)."""
+        return self._verlet.searches
 
     def check(self, positions: np.ndarray, cell: np.ndarray) -> None:
         """Raise ``ValueError`` naming the two atoms (indices within the group) if any pair is too close."""
         if len(positions) < 2:
             return
-        listed = self._list
-        if listed is None or listed["reference"].shape != positions.shape or not np.array_equal(listed["cell"], cell) \
-                or np.max(np.sum((positions - listed["reference"]) ** 2, axis=1)) >= 0.25 * SKIN * SKIN:
-            listed = self._search(positions, cell)
-        i, j = listed["i"], listed["j"]
-        if len(i) == 0:
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64))
+        box = torch.as_tensor(np.asarray(cell, dtype=np.float64))
+        edges = self._verlet(pos, box, self._pbc)
+        if edges.i.shape[0] == 0:
             return
-        d = np.linalg.norm(positions[j] - positions[i] + listed["shift"], axis=1)
-        k = int(np.argmin(d))
-        if d[k] < self.min_distance:
-            raise ValueError(f"atoms {int(i[k])} and {int(j[k])} of the same group are {float(d[k]):.3f} Å apart "
-                             f"(< {self.min_distance} Å): overlapping atoms")
-
-    def _search(self, positions: np.ndarray, cell: np.ndarray) -> dict:
-        from vesin import NeighborList
-
-        box = np.array(cell, dtype=np.float64)
-        if not self.periodic_z:
-            box[2, 2] = np.ptp(positions[:, 2]) + 2.0 * self.cutoff + 1.0
-        frac = positions @ np.linalg.inv(box)
-        offsets = np.floor(frac)
-        search = NeighborList(cutoff=self.cutoff, full_list=False)
-        i, j, s = search.compute(points=(frac - offsets) @ box, box=box, periodic=True, quantities="ijS")
-        # wrapped_j − wrapped_i + S·box = r_j − r_i + (S − offset_j + offset_i)·box for the unwrapped positions
-        shift = (s - offsets[j] + offsets[i]) @ box
-        self._list = {"i": i, "j": j, "shift": shift, "reference": positions.copy(), "cell": np.array(cell)}
-        self.searches += 1
-        return self._list
+        d = torch.linalg.norm(edge_vectors(pos, box, edges), dim=1)
+        k = int(torch.argmin(d))
+        if float(d[k]) < self.min_distance:
+            raise ValueError(f"atoms {int(edges.i[k])} and {int(edges.j[k])} of the same group are "
+                             f"{float(d[k]):.3f} Å apart (< {self.min_distance} Å): overlapping atoms")
