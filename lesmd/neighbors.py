@@ -129,7 +129,7 @@ class VerletList:
     The pair search runs with ``cutoff + skin``; later calls reuse those candidate pairs (their lattice shifts
     included) as long as the cell, pbc and number of atoms are unchanged and no atom has moved by more than
     skin/2 since the search: then no pair can have come within ``cutoff`` unseen. In MD this replaces most
-    searches by one gather; the caller keeps the pairs within ``cutoff`` (:func:`within_cutoff`).
+    searches by one gather; the caller keeps the pairs within ``cutoff`` (:func:`edges_within`).
 
     Args:
         cutoff: Å.
@@ -168,13 +168,6 @@ class VerletList:
         else:
             _check_inputs(positions, cell, pbc)
         return self._cache[3]
-
-
-def within_cutoff(vectors: torch.Tensor, edges: Edges, cutoff: float) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                  torch.Tensor]:
-    """(vectors, i, j) of the edges shorter than ``cutoff`` (Å); order (sorted by ``i``) preserved."""
-    keep = (vectors.detach() ** 2).sum(-1) < cutoff * cutoff
-    return vectors[keep], edges.i[keep], edges.j[keep]
 
 
 def edges_within(positions: torch.Tensor, cell: torch.Tensor, edges: Edges, cutoff: float) -> Edges:

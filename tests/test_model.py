@@ -214,6 +214,46 @@ def test_moment_invariants_are_full_tensor_contractions():
     assert np.isclose(float(yu[0, 10:20].norm()), 1.0)
 
 
+def test_symmetric_rank2_contractions_equal_matrix_algebra():
+    """uᵀMw and tr(M³) from the 6 stored components equal dense 3×3 matrix products of the same M."""
+    from lesmd.models.descriptors import _bilinear_symmetric, _trace_cubed_symmetric, angular_components
+
+    generator = torch.Generator().manual_seed(7)
+    n, k = 5, 4
+    dense = torch.randn(n, k, 3, 3, dtype=torch.float64, generator=generator)
+    dense = dense + dense.transpose(-1, -2)  # symmetric M per atom and channel
+    s2 = math.sqrt(2.0)
+    stored = torch.stack([dense[..., 0, 0], dense[..., 1, 1], dense[..., 2, 2], s2 * dense[..., 0, 1],
+                          s2 * dense[..., 0, 2], s2 * dense[..., 1, 2]], dim=1)  # (N, 6, K), as angular_components
+    u = torch.randn(n, 3, k, dtype=torch.float64, generator=generator)
+    w = torch.randn(n, 3, k, dtype=torch.float64, generator=generator)
+    expected = torch.einsum("nak,nkab,nbk->nk", u, dense, w)
+    assert torch.allclose(_bilinear_symmetric(u, stored, w), expected, atol=1e-12)
+    cubed = torch.linalg.matrix_power(dense, 3).diagonal(dim1=-2, dim2=-1).sum(-1)
+    assert torch.allclose(_trace_cubed_symmetric(stored), cubed, atol=1e-12)
+    # the stored layout is the one of the descriptor: u⊗u of a unit vector gives M = u uᵀ, tr(M³) = 1
+    unit = torch.nn.functional.normalize(torch.randn(n, 3, dtype=torch.float64, generator=generator), dim=1)
+    outer = angular_components(unit, 2)[:, 4:10].unsqueeze(-1)  # (N, 6, 1)
+    assert torch.allclose(_trace_cubed_symmetric(outer), torch.ones(n, 1, dtype=torch.float64), atol=1e-12)
+
+
+def test_an_atom_without_neighbours_gets_finite_features_and_zero_force():
+    """Empty slots of the padded neighbour table (length r_c) contribute nothing: an isolated atom's energy
+    equals the one of the same atom far from everything, and its force is zero."""
+    torch.manual_seed(0)
+    model = LESModel(MomentNetwork([1, 8], cutoff=3.0, n_channels=4, l_max=3, hidden=[8]), use_les=False).double()
+    numbers = torch.tensor([8, 1, 1, 8])
+    positions = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0], [20.0, 0.0, 0.0]],
+                             dtype=torch.float64, requires_grad=True)
+    pbc = torch.tensor([False] * 3)
+    energy = model(numbers, positions, torch.zeros(3, 3, dtype=torch.float64), pbc)["energy"]
+    (force,) = torch.autograd.grad(-energy, positions)
+    assert torch.isfinite(force).all() and torch.equal(force[3], torch.zeros(3, dtype=torch.float64))
+    alone = model(numbers[3:], positions.detach()[3:], torch.zeros(3, 3, dtype=torch.float64), pbc)["energy"]
+    water = model(numbers[:3], positions.detach()[:3], torch.zeros(3, 3, dtype=torch.float64), pbc)["energy"]
+    assert torch.allclose(energy.detach(), alone + water, atol=1e-12)
+
+
 def _jacobian_bec(model, numbers, positions, cell, pbc):
     def dipole(pos):
         return (model(numbers, pos, cell, pbc)["charges"].unsqueeze(1) * pos).sum(0)
