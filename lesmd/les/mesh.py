@@ -244,43 +244,148 @@ class _MeshSetup:
     corrections: list[torch.Tensor]  # Σ_m G e^(−k² s_g²) (B Π⟨|w|²⟩ − 1) mult, per group
 
 
+def _setup_terms(
+    cell: torch.Tensor, shape: tuple[int, int, int], order: int, window: tuple[float, float, float], groups: tuple
+) -> _MeshSetup:
+    """Mesh quantities of this cell as plain (autograd-differentiable) torch expressions."""
+    split2, k_on, k_cut = window
+    b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
+    inverse = inverse_cell(cell)
+    k2 = _mode_k2(inverse, m)
+    kernel = _mode_kernel(k2, volume(cell), window)  # G(m) without B(m): the exact weights
+    if len(groups) == 1:  # one width: fold the form factor into the kernel
+        kernel = kernel * torch.exp(-k2 * groups[0])
+        return _MeshSetup(inverse, kernel * b_mult, [], [(kernel * aliasing).sum()])
+    forms = [torch.exp(-0.5 * k2 * width2) for width2 in groups]
+    corrections = [(kernel * form * form * aliasing).sum() for form in forms]
+    return _MeshSetup(inverse, kernel * b_mult, forms, corrections)
+
+
+def _mode_kernel(k2: torch.Tensor, cell_volume: torch.Tensor, window: tuple[float, float, float]) -> torch.Tensor:
+    """G(m) = e^(−k²a²) window(k) / (2Vε0 k²) on the half mesh, 0 for m = 0; Å⁻¹·eV/e²."""
+    split2, k_on, k_cut = window
+    k2_safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
+    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / (2.0 * cell_volume * EPSILON0)
+    return torch.where(k2 > 0, kernel, torch.zeros_like(kernel))
+
+
+@dataclass
+class _SingleWidthSetup:
+    """Single-width mesh quantities of one cell (no gradient) plus what the analytic cell gradient needs."""
+
+    inverse: torch.Tensor  # (3, 3) X = h⁻¹
+    weights: torch.Tensor  # half mesh: G(m) e^(−k² s²) B(m) mult
+    correction: torch.Tensor  # scalar: Σ_m G e^(−k² s²) (B Π⟨|w|²⟩ − 1) mult
+    slope: torch.Tensor  # half mesh: ∂[G(m) e^(−k² s²)]/∂k² at fixed volume
+    b_mult: torch.Tensor
+    aliasing: torch.Tensor
+    modes: list[torch.Tensor]  # integer mode numbers m_d (FFT order; rfft order for d = 2)
+
+
 _SETUP_CACHE: OrderedDict = OrderedDict()
 _SETUP_CACHE_SIZE = 4
+
+
+def _single_width_setup(
+    cell: torch.Tensor, shape: tuple[int, int, int], order: int, window: tuple[float, float, float], width2: float
+) -> _SingleWidthSetup:
+    """:class:`_SingleWidthSetup` of this cell, cached on the cell's values (NVT: computed once per run)."""
+    cell = cell.detach()
+    key = (cell.cpu().numpy().tobytes(), cell.dtype, cell.device, shape, order, window, width2)
+    if key in _SETUP_CACHE:
+        _SETUP_CACHE.move_to_end(key)
+        return _SETUP_CACHE[key]
+    b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
+    inverse = inverse_cell(cell)
+    with torch.enable_grad():
+        k2 = _mode_k2(inverse, m).requires_grad_(True)
+        kernel = _mode_kernel(k2, volume(cell), window) * torch.exp(-k2 * width2)
+        (slope,) = torch.autograd.grad(kernel.sum(), k2)  # elementwise function of k²: its derivative
+    kernel = kernel.detach()
+    setup = _SingleWidthSetup(inverse, kernel * b_mult, (kernel * aliasing).sum(), slope, b_mult, aliasing, m)
+    _SETUP_CACHE[key] = setup
+    if len(_SETUP_CACHE) > _SETUP_CACHE_SIZE:
+        _SETUP_CACHE.popitem(last=False)
+    return setup
+
+
+def _metric_contraction(values: torch.Tensor, m: list[torch.Tensor]) -> torch.Tensor:
+    """(3, 3) symmetric Σ_m values(m) m_a m_b over the half mesh."""
+    m0, m1, m2 = m
+    s01, s02, s12 = values.sum(2), values.sum(1), values.sum(0)
+    d00 = (s01.sum(1) * m0 * m0).sum()
+    d11 = (s01.sum(0) * m1 * m1).sum()
+    d22 = (s02.sum(0) * m2 * m2).sum()
+    d01 = (s01 * m0[:, None] * m1[None, :]).sum()
+    d02 = (s02 * m0[:, None] * m2[None, :]).sum()
+    d12 = (s12 * m1[:, None] * m2[None, :]).sum()
+    return torch.stack([torch.stack([d00, d01, d02]), torch.stack([d01, d11, d12]), torch.stack([d02, d12, d22])])
+
+
+class _SingleWidthCellTerms(torch.autograd.Function):
+    """(X = h⁻¹, mode weights, self-aliasing correction) as functions of the cell h, with an analytic gradient.
+
+    The weights and correction depend on h through k²(m) = mᵀ M m, M = 4π² XᵀX, and through 1/V. For incoming
+    gradients X̄, W̄(m), C̄:
+        M̄ = Σ_m slope(m) [W̄(m) B(m) mult + C̄ aliasing(m)] m mᵀ,   X̄_tot = X̄ + 8π² X M̄,
+        h̄ = −Xᵀ X̄_tot Xᵀ − (Σ_m W̄ W + C̄ C) Xᵀ          (∂V/∂h = V X ᵀ, ∂X = −X ∂h X).
+    The forward values come from the per-cell cache, so a fixed cell (NVT) costs nothing per step but these
+    contractions. When a graph of the gradient is requested (force or stress terms in a training loss) the
+    backward recomputes the quantities with autograd instead, so higher derivatives are exact.
+    """
+
+    @staticmethod
+    def forward(ctx, cell, shape, order, window, width2):  # noqa: D102
+        setup = _single_width_setup(cell, shape, order, window, width2)
+        ctx.save_for_backward(cell)
+        ctx.setup, ctx.args = setup, (shape, order, window, width2)
+        return setup.inverse.clone(), setup.weights.clone(), setup.correction.clone()
+
+    @staticmethod
+    def backward(ctx, grad_inverse, grad_weights, grad_correction):  # noqa: D102
+        (cell,) = ctx.saved_tensors
+        shape, order, window, width2 = ctx.args
+        if torch.is_grad_enabled():  # create_graph: differentiate the plain expressions
+            with torch.enable_grad():
+                terms = _setup_terms(cell, shape, order, window, (width2,))
+                outputs = (terms.inverse, terms.weights, terms.corrections[0])
+                (grad,) = torch.autograd.grad(
+                    outputs, cell, (grad_inverse, grad_weights, grad_correction), create_graph=True
+                )
+            return grad, None, None, None, None
+        s = ctx.setup
+        x = s.inverse
+        per_mode = s.slope * (grad_weights * s.b_mult + grad_correction * s.aliasing)
+        metric_grad = _metric_contraction(per_mode, s.modes)
+        grad_x = grad_inverse + (8.0 * math.pi**2) * (x @ metric_grad)
+        volume_grad = (grad_weights * s.weights).sum() + grad_correction * s.correction
+        return -(x.T @ grad_x @ x.T) - volume_grad * x.T, None, None, None, None
 
 
 def _mesh_setup(
     cell: torch.Tensor, shape: tuple[int, int, int], order: int, window: tuple[float, float, float], groups: tuple
 ) -> _MeshSetup:
-    """Mesh quantities for this cell; cached (keyed on the cell's values) when the cell carries no gradient.
+    """Mesh quantities for this cell, differentiable w.r.t. the cell.
 
-    With ``cell.requires_grad`` (stress) they are recomputed every call so they stay differentiable.
+    One width group (LES): cached per cell with an analytic cell gradient (:class:`_SingleWidthCellTerms`).
+    Several groups: plain autograd expressions, cached only when the cell carries no gradient.
     """
-    key = None
-    if not cell.requires_grad:
-        key = (cell.detach().cpu().numpy().tobytes(), cell.dtype, cell.device, shape, order, window, groups)
-        if key in _SETUP_CACHE:
-            _SETUP_CACHE.move_to_end(key)
-            return _SETUP_CACHE[key]
-    split2, k_on, k_cut = window
-    b_mult, aliasing, m = _cached_factors(shape, order, cell.dtype, cell.device)
-    inverse = inverse_cell(cell)
-    k2 = _mode_k2(inverse, m)
-    k2_safe = torch.where(k2 > 0, k2, torch.ones_like(k2))
-    denominator = 2.0 * volume(cell) * EPSILON0
-    kernel = fourier_prefactor(k2_safe, split2) * smooth_window(k2_safe, k_on, k_cut) / denominator
-    kernel = torch.where(k2 > 0, kernel, torch.zeros_like(kernel))  # G(m) without B(m): the exact weights
-    if len(groups) == 1:  # one width: fold the form factor into the kernel
-        kernel = kernel * torch.exp(-k2 * groups[0])
-        setup = _MeshSetup(inverse, kernel * b_mult, [], [(kernel * aliasing).sum()])
-    else:
-        forms = [torch.exp(-0.5 * k2 * width2) for width2 in groups]
-        corrections = [(kernel * form * form * aliasing).sum() for form in forms]
-        setup = _MeshSetup(inverse, kernel * b_mult, forms, corrections)
-    if key is not None:
-        _SETUP_CACHE[key] = setup
+    if len(groups) == 1:
+        if cell.requires_grad and torch.is_grad_enabled():
+            inverse, weights, correction = _SingleWidthCellTerms.apply(cell, shape, order, window, groups[0])
+        else:
+            s = _single_width_setup(cell, shape, order, window, groups[0])
+            inverse, weights, correction = s.inverse, s.weights, s.correction
+        return _MeshSetup(inverse, weights, [], [correction])
+    if cell.requires_grad:
+        return _setup_terms(cell, shape, order, window, groups)
+    key = (cell.detach().cpu().numpy().tobytes(), cell.dtype, cell.device, shape, order, window, groups)
+    if key not in _SETUP_CACHE:
+        _SETUP_CACHE[key] = _setup_terms(cell, shape, order, window, groups)
         if len(_SETUP_CACHE) > _SETUP_CACHE_SIZE:
             _SETUP_CACHE.popitem(last=False)
-    return setup
+    _SETUP_CACHE.move_to_end(key)
+    return _SETUP_CACHE[key]
 
 
 def mesh_energy(
