@@ -3,14 +3,15 @@
 Boxes are replicas (1×, 2×, 4× per direction) of the first frame of ../shared/data/water_rpbe_d3_bec_100.xyz.
 For each size: wall time of one :func:`lesmd.evaluate.evaluate` call (energy, forces, stress; neighbour list
 included) as the median of ≥ 5 runs after a warm-up, with ``torch.set_num_threads(2)`` (change with --threads);
-the same model with the LES term switched off (short range only) in the same process gives the LES overhead
-ratio. Each call sees positions moved by 0.01 Å rms from the previous one, as in MD; ``full_s`` reuses the
-model's Verlet neighbour list (skin 0.5 Å) as MD does between searches, ``search_s`` searches afresh every call
-(an MD step on which the list is rebuilt, about one in ten to twenty). Peak memory is the resident-set
+the same model with the LES term switched off (short range only), called alternately with the full model on the
+same positions, gives the LES overhead ratio (median of the per-round ratios). Each call sees positions moved by
+0.01 Å rms from the previous one, as in MD; ``full_s`` reuses the model's Verlet neighbour list (skin 0.5 Å) as
+MD does between searches, ``search_s`` searches afresh every call (an MD step on which the list is rebuilt, about
+one in ten to twenty). Peak memory is the resident-set
 high-water mark of the process (sizes run in increasing order).
 Targets (issue 3, 2 cores): ≤ 15 ms, ≤ 100 ms, ≤ 1.5 s; ≤ 4 GB at 12288 atoms; LES overhead ≤ 1.25×.
 
-Usage: python benchmarks/bench_model.py [--model PATH] [--repeats 5] [--threads 2] [--dtype float32]
+Usage: python benchmarks/bench_model.py [--model PATH] [--repeats 9] [--threads 2] [--dtype float32]
 Last line: N=<largest> full=<s> short_range=<s> les_overhead=<x> full_cpu=<s> cpu_overhead=<x>
 full_with_search=<s> peak_gb=<g>
 """
@@ -39,29 +40,44 @@ def water_box(replicas: int, dtype: torch.dtype):
             torch.tensor(atoms.cell.array, dtype=dtype), torch.tensor(atoms.pbc))  # fmt: skip
 
 
-def time_call(model, inputs, repeats: int, search: bool = False) -> tuple[float, float]:
-    """Median wall time and median process CPU time (s) of energy + forces + stress after a warm-up call.
+def time_calls(models: list, inputs, repeats: int, search: bool = False) -> list[tuple[list[float], list[float]]]:
+    """Wall and process-CPU times (s) of energy + forces + stress for each model, interleaved call by call.
 
-    Every call sees positions moved by 0.01 Å (rms per component) from the previous call, as in MD. ``search``:
-    the model's Verlet neighbour list is discarded before every call (a fresh vesin search each time);
-    otherwise it is reused the way it is between searches in MD.
+    Every round moves the positions by 0.01 Å (rms per component) from the previous round, as in MD, and then
+    calls each model on the same positions, in an order that alternates between rounds; a warm-up round comes
+    first. ``search``: each model's Verlet neighbour list is discarded before every call (a fresh vesin search
+    each time); otherwise it is reused the way it is between searches in MD.
 
-    CPU time (all threads together) is the robust number on a shared machine: wall time there includes waiting
-    for cores that other processes hold."""
+    Interleaving makes ratios robust on a shared machine: slow phases (other processes, CPU frequency) hit both
+    models of a round alike, so the per-round ratio is far steadier than a ratio of separate medians. CPU time
+    (all threads together) is the other robust number: wall time includes waiting for cores that other processes
+    hold.
+
+    Returns:
+        One (wall times, CPU times) pair of lists per model, in the order of ``models``.
+    """
     props = ("energy", "forces", "stress")
     numbers, positions, cell, pbc = inputs
     generator = torch.Generator().manual_seed(0)
-    evaluate(model, *inputs, properties=props)
-    wall, cpu = [], []
-    for _ in range(repeats):
+    for model in models:
+        evaluate(model, *inputs, properties=props)
+    times = [([], []) for _ in models]
+    for round_ in range(repeats):
         positions = positions + 0.01 * torch.randn(positions.shape, generator=generator, dtype=positions.dtype)
-        if search:
-            model.verlet_list.reset()
-        start, start_cpu = time.perf_counter(), time.process_time()
-        evaluate(model, numbers, positions, cell, pbc, properties=props)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
+        order = range(len(models)) if round_ % 2 == 0 else reversed(range(len(models)))
+        for k in order:
+            if search:
+                models[k].verlet_list.reset()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            evaluate(models[k], numbers, positions, cell, pbc, properties=props)
+            times[k][0].append(time.perf_counter() - start)
+            times[k][1].append(time.process_time() - start_cpu)
+    return times
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a/b (the two calls of one round saw the same machine state)."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def peak_gb() -> float:
@@ -72,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model file (default: embedded water model)")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args()
@@ -89,14 +105,16 @@ def main() -> None:
     for r in args.replicas:
         inputs = water_box(r, dtype)
         n = inputs[0].shape[0]
-        t_short, c_short = time_call(short, inputs, args.repeats)
-        t_full, c_full = time_call(model, inputs, args.repeats)
-        t_search, _ = time_call(model, inputs, args.repeats, search=True)
+        (w_full, c_full), (w_short, c_short) = time_calls([model, short], inputs, args.repeats)
+        ((w_search, _),) = time_calls([model], inputs, max(3, args.repeats // 3), search=True)
+        t_full, t_short, t_search = (statistics.median(w) for w in (w_full, w_short, w_search))
+        ratio, cpu_ratio = median_ratio(w_full, w_short), median_ratio(c_full, c_short)
+        cpu_full, cpu_short = statistics.median(c_full), statistics.median(c_short)
         target = targets.get(n, float("nan"))
-        print(f"{n:>6} {t_full:>9.4f} {t_short:>9.4f} {t_full / t_short:>6.2f} {c_full:>10.4f} {c_short:>11.4f} "
-              f"{c_full / c_short:>9.2f} {t_search:>9.4f} {target:>8.3f} {peak_gb():>7.2f}", flush=True)  # fmt: skip
-        line = (f"N={n} full={t_full:.4f} short_range={t_short:.4f} les_overhead={t_full / t_short:.2f} "
-                f"full_cpu={c_full:.4f} cpu_overhead={c_full / c_short:.2f} full_with_search={t_search:.4f} "
+        print(f"{n:>6} {t_full:>9.4f} {t_short:>9.4f} {ratio:>6.2f} {cpu_full:>10.4f} {cpu_short:>11.4f} "
+              f"{cpu_ratio:>9.2f} {t_search:>9.4f} {target:>8.3f} {peak_gb():>7.2f}", flush=True)  # fmt: skip
+        line = (f"N={n} full={t_full:.4f} short_range={t_short:.4f} les_overhead={ratio:.2f} "
+                f"full_cpu={cpu_full:.4f} cpu_overhead={cpu_ratio:.2f} full_with_search={t_search:.4f} "
                 f"peak_gb={peak_gb():.2f}")  # fmt: skip
     print(line)
 

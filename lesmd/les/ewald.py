@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from lesmd.les import kspace, mesh, realspace, slab
@@ -231,9 +232,10 @@ def _prepare(
         raise ValueError("cell contains NaN or inf")
     if mode == "slab":
         return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
-    lengths = torch.linalg.norm(cell.detach(), dim=1)
-    cell_volume = float(volume(cell.detach().double()))
-    if bool((lengths <= 0).any()) or cell_volume <= 1e-8 * float(lengths.double().prod()):
+    values = cell.detach().cpu().double().numpy()
+    lengths = np.linalg.norm(values, axis=1)
+    cell_volume = abs(float(np.linalg.det(values)))
+    if bool((lengths <= 0).any()) or cell_volume <= 1e-8 * float(lengths.prod()):
         raise ValueError(f"cell is singular or degenerate (volume {cell_volume:.3g} Å³) for periodic boundaries")
     return charges, positions, cell, widths2, mode
 

@@ -36,9 +36,12 @@ import torch
 from numpy.polynomial import polynomial as P
 
 from lesmd.les.kspace import smooth_window
-from lesmd.les.lattice import inverse_cell, reciprocal_cell, volume
+from lesmd.les.lattice import inverse_cell, volume
 from lesmd.les.potentials import fourier_prefactor
 from lesmd.units import EPSILON0
+
+#: Number of charges from which :func:`spread` visits atoms in mesh order (faster from ~4000 on, measured).
+SORT_MIN_ATOMS = 2048
 
 
 def fft_size(minimum: int) -> int:
@@ -60,8 +63,8 @@ def mesh_shape(cell: torch.Tensor, spacing: float, order: int) -> tuple[int, int
     d_d = 2π/|b_d| is the spacing of the lattice planes normal to b_d, so the mesh resolves wave numbers up to
     π/``spacing`` along every reciprocal direction (all modes of a sphere of that radius are on the mesh).
     """
-    recip = reciprocal_cell(cell.detach())
-    plane_spacing = 2.0 * math.pi / torch.linalg.norm(recip, dim=1)
+    inverse = np.linalg.inv(cell.detach().cpu().double().numpy())  # columns: b_d / 2π
+    plane_spacing = 1.0 / np.linalg.norm(inverse, axis=0)
     return tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in plane_spacing)
 
 
@@ -85,6 +88,14 @@ def _bspline_coefficients(order: int) -> np.ndarray:
     return coefficients
 
 
+@lru_cache(maxsize=32)
+def _coefficient_tensors(order: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p, p) Cᵀ and (p−1, p) slope matrix Dᵀ: weights = powers(t) @ Cᵀ, derivatives = powers(t)[..., :−1] @ Dᵀ."""
+    coefficients = torch.as_tensor(_bspline_coefficients(order), dtype=torch.float64)
+    slope = coefficients[:, 1:] * torch.arange(1, order, dtype=torch.float64)
+    return tuple(m.T.contiguous().to(device=device, dtype=dtype) for m in (coefficients, slope))
+
+
 def _powers(t: torch.Tensor, count: int) -> torch.Tensor:
     """(..., count) powers t^0 … t^(count−1)."""
     ones = torch.ones_like(t)[..., None]
@@ -102,19 +113,16 @@ def bspline_weights(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Te
         base index floor(u) (long, (...)) and weights (..., p) for mesh points floor(u) − j (differentiable).
     """
     base = torch.floor(u.detach())
-    t = u - base
-    coefficients = torch.as_tensor(_bspline_coefficients(order), dtype=u.dtype, device=u.device)
-    return base.long(), _powers(t, order) @ coefficients.T
+    coefficients_t, _ = _coefficient_tensors(order, u.dtype, u.device)
+    return base.long(), _powers(u - base, order) @ coefficients_t
 
 
 def bspline_derivatives(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Base index, weights M_p(t+j) and their derivatives d/du M_p(t+j), each (..., p) (differentiable)."""
     base = torch.floor(u.detach())
-    t = u - base
-    coefficients = torch.as_tensor(_bspline_coefficients(order), dtype=u.dtype, device=u.device)
-    powers = _powers(t, order)
-    slope = coefficients[:, 1:] * torch.arange(1, order, dtype=u.dtype, device=u.device)
-    return base.long(), powers @ coefficients.T, powers[..., :-1] @ slope.T
+    coefficients_t, slope_t = _coefficient_tensors(order, u.dtype, u.device)
+    powers = _powers(u - base, order)
+    return base.long(), powers @ coefficients_t, powers[..., :-1] @ slope_t
 
 
 def euler_factor(size: int, order: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -149,38 +157,58 @@ def _half_mesh_factors(shape: tuple[int, int, int], order: int) -> tuple[torch.T
     return b, b * average - 1.0
 
 
+@lru_cache(maxsize=32)
+def _stencil(shape: tuple[int, int, int], order: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index tables for spreading on a mesh padded by p − 1 points per direction (no wrap needed there).
+
+    Returns the flat padded offsets of the points b − j (j = 0..p−1 per direction, layout (j0, j1, j2)) relative
+    to the padded index of b, and the map padded flat index → flat index of the periodic mesh (int64).
+    """
+    pad = order - 1
+    padded = [k + pad for k in shape]
+    j = torch.arange(pad, -1, -1, device=device)  # padded coordinate of b − j is b + (p − 1) − j
+    stencil = ((j[:, None, None] * padded[1] + j[None, :, None]) * padded[2] + j[None, None, :]).reshape(-1)
+    wrapped = [(torch.arange(padded[d], device=device) - pad) % shape[d] for d in range(3)]
+    table = (wrapped[0][:, None, None] * shape[1] + wrapped[1][None, :, None]) * shape[2] + wrapped[2][None, None, :]
+    return stencil, table.reshape(-1)
+
+
 def _flat_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
-    """(N·p³,) int32 flat mesh indices of the points floor(u) − j (periodic wrap), in spread's value layout."""
-    strides = (shape[1] * shape[2], shape[2], 1)
-    offsets = torch.arange(order, device=base.device)
-    parts = [(((base[:, d, None] - offsets) % shape[d]) * strides[d]).int() for d in range(3)]  # (N, p) each
-    plane = parts[0][:, :, None] + parts[1][:, None, :]
-    return (plane[:, :, :, None] + parts[2][:, None, None, :]).reshape(-1)
+    """(N·p³,) flat mesh indices of the points floor(u) − j (periodic wrap), in spread's value layout.
+
+    One add on a mesh padded by p − 1 points and one lookup that folds the padding back onto the periodic mesh.
+    """
+    stencil, table = _stencil(shape, order, base.device)
+    padded = (shape[1] + order - 1, shape[2] + order - 1)
+    b = base % torch.tensor(shape, device=base.device)
+    corner = (b[:, 0] * padded[0] + b[:, 1]) * padded[1] + b[:, 2]
+    return table.index_select(0, (corner[:, None] + stencil).reshape(-1))
 
 
 class _Spread(torch.autograd.Function):
     """Q = Σ_i q_i Π_d M_p(u_id − k_d) with a hand-written, separable backward (gather + small contractions).
 
-    The backward uses only differentiable torch operations on (charges, u, grad), so double backward (forces
-    in a training loss) works.
+    The forward keeps the spline weights and their derivatives for a plain backward pass. When a graph of the
+    gradient is requested (forces in a training loss), the backward recomputes them from u with differentiable
+    torch operations instead, so double backward is exact.
     """
 
     @staticmethod
     def forward(ctx, charges, u, shape, order):  # noqa: D102
-        base, w = bspline_weights(u, order)
+        base, w, dw = bspline_derivatives(u, order)
         flat = _flat_indices(base, shape, order)
         qw = (charges[:, None] * w[:, 0])[:, :, None] * w[:, 1, None, :]
         values = qw[:, :, :, None] * w[:, 2, None, None, :]
         mesh = charges.new_zeros(shape[0] * shape[1] * shape[2]).index_add_(0, flat, values.reshape(-1))
         ctx.save_for_backward(charges, u)
-        ctx.flat, ctx.shape, ctx.order = flat, shape, order
+        ctx.flat, ctx.shape, ctx.order, ctx.splines = flat, shape, order, (w, dw)
         return mesh.reshape(shape)
 
     @staticmethod
     def backward(ctx, grad_mesh):  # noqa: D102
         charges, u = ctx.saved_tensors
         p = ctx.order
-        _, w, dw = bspline_derivatives(u, p)
+        w, dw = bspline_derivatives(u, p)[1:] if torch.is_grad_enabled() else ctx.splines
         g = grad_mesh.reshape(-1).index_select(0, ctx.flat).reshape(-1, p * p, p)
         g_c = torch.bmm(g, torch.stack([w[:, 2], dw[:, 2]], dim=-1)).reshape(-1, p, p, 2)  # contract k3
         g_bc = torch.bmm(g_c[..., 0], torch.stack([w[:, 1], dw[:, 1]], dim=-1))  # (N, p, 2): contract k2
@@ -198,10 +226,13 @@ def spread(
 ) -> torch.Tensor:
     """Charge mesh Q (K1,K2,K3) in e: Σ_i q_i Π_d M_p(u_id − k_d) with u = K · fractional coordinates.
 
-    Atoms are visited in mesh order (sorted by their base mesh point) so that scatter and gather stay local.
+    From ``SORT_MIN_ATOMS`` charges on, atoms are visited in mesh order (sorted by their base mesh point) so that
+    scatter and gather stay local in memory; smaller meshes stay in cache anyway.
     """
     sizes = torch.tensor(shape, dtype=positions.dtype, device=positions.device)
     u = (positions @ inverse_cell) * sizes
+    if positions.shape[0] < SORT_MIN_ATOMS:
+        return _Spread.apply(charges, u, shape, order)
     with torch.no_grad():
         cells = torch.floor(u).long() % torch.tensor(shape, device=u.device)
         order_key = (cells[:, 0] * shape[1] + cells[:, 1]) * shape[2] + cells[:, 2]

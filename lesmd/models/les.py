@@ -273,11 +273,21 @@ class LESModel(AtomisticModel):
         """(N,) eV: reference energies + short-range model + core repulsion + data walls; and the model's output."""
         sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
         atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
-        if self.core_repulsion is not None:
-            atomic = atomic + self.core_repulsion(species, vectors, i, j)
-        if self.data_walls is not None:
-            atomic = atomic + self.data_walls(species, vectors, i, j)
+        if self.core_repulsion is not None or self.data_walls is not None:
+            vectors, i, j = self._pair_term_candidates(vectors, i, j)
+            if self.core_repulsion is not None:
+                atomic = atomic + self.core_repulsion(species, vectors, i, j)
+            if self.data_walls is not None:
+                atomic = atomic + self.data_walls(species, vectors, i, j)
         return atomic, sr
+
+    def _pair_term_candidates(self, vectors, i, j):
+        """The edges shorter than the largest core-repulsion or data-wall cutoff (chosen on detached values, in
+        one pass for both terms): the pair terms only ever see these few edges, not the whole neighbour list."""
+        limit = max(float(term.table.max()) for term in (self.core_repulsion, self.data_walls) if term is not None)
+        with torch.no_grad():
+            near = ((vectors.detach() ** 2).sum(-1) < limit * limit).nonzero().squeeze(1)
+        return vectors.index_select(0, near), i.index_select(0, near), j.index_select(0, near)
 
     def _charge_features(self, sr: dict, species, vectors, i, j) -> torch.Tensor:
         """Features of the latent-charge head: the short-range model's, else the own charge descriptor's."""
