@@ -8,8 +8,12 @@ Euler exponential-spline factors |b_d(m)|² = 1 / |Σ_{j=0}^{p−2} M_p(j+1) e^(
     E_recip = (1/(2Vε0)) Σ_{m≠0} e^(−k²a²)/k² · e^(−k² s²) · window(k) · B(m) |FFT[Q](m)|²,  k = Σ_d m_d b_d
 
 (rfftn: half the modes, counted twice). Charges of different widths s are spread on separate meshes (one per
-distinct width) and combined in Fourier space. Everything is plain torch, so autograd gives forces and the cell
-derivative (stress) of the discrete mesh energy exactly.
+distinct width) and combined in Fourier space. Forces and the cell derivative (stress) are exact derivatives of
+the discrete mesh energy: the spreading step and, for a single width (LES), the cell dependence of the mode
+weights have closed-form backward passes (:class:`_Spread`, :class:`_SingleWidthCellTerms`; the weights of a cell
+are cached, so a fixed cell costs nothing per step); everything else is autograd. Where a graph of the gradient is
+requested (force or stress terms in a training loss) those two recompute with autograd, so higher derivatives are
+exact as well.
 
 Self-aliasing correction: the mesh energy of a lone charge deviates from the exact reciprocal self term by an
 amount that depends only weakly on where the charge sits between mesh points, and this offset (∝ Σ q_i²)
