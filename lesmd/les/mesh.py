@@ -162,31 +162,43 @@ def _half_mesh_factors(shape: tuple[int, int, int], order: int) -> tuple[torch.T
 
 
 @lru_cache(maxsize=32)
-def _stencil(shape: tuple[int, int, int], order: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index tables for spreading on a mesh padded by p − 1 points per direction (no wrap needed there).
-
-    Returns the flat padded offsets of the points b − j (j = 0..p−1 per direction, layout (j0, j1, j2)) relative
-    to the padded index of b, and the map padded flat index → flat index of the periodic mesh (int64).
-    """
+def _stencil(shape: tuple[int, int, int], order: int, device: torch.device) -> torch.Tensor:
+    """(p³,) int32 flat offsets of the points b − j (j = 0..p−1 per direction, layout (j0, j1, j2)) from the
+    padded index of b, on the mesh padded by p − 1 points in front of every direction (padded coordinate
+    c = b − j + p − 1, so no point wraps)."""
     pad = order - 1
-    padded = [k + pad for k in shape]
-    j = torch.arange(pad, -1, -1, device=device)  # padded coordinate of b − j is b + (p − 1) − j
-    stencil = ((j[:, None, None] * padded[1] + j[None, :, None]) * padded[2] + j[None, None, :]).reshape(-1)
-    wrapped = [(torch.arange(padded[d], device=device) - pad) % shape[d] for d in range(3)]
-    table = (wrapped[0][:, None, None] * shape[1] + wrapped[1][None, :, None]) * shape[2] + wrapped[2][None, None, :]
-    return stencil, table.reshape(-1)
+    j = torch.arange(pad, -1, -1, device=device)
+    offsets = (j[:, None, None] * (shape[1] + pad) + j[None, :, None]) * (shape[2] + pad) + j[None, None, :]
+    return offsets.reshape(-1).int()
 
 
-def _flat_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
-    """(N·p³,) flat mesh indices of the points floor(u) − j (periodic wrap), in spread's value layout.
-
-    One add on a mesh padded by p − 1 points and one lookup that folds the padding back onto the periodic mesh.
-    """
-    stencil, table = _stencil(shape, order, base.device)
-    padded = (shape[1] + order - 1, shape[2] + order - 1)
+def _padded_indices(base: torch.Tensor, shape: tuple[int, int, int], order: int) -> torch.Tensor:
+    """(N·p³,) int32 flat indices on the padded mesh (:func:`_stencil`) of the points floor(u) − j."""
+    pad = order - 1
     b = base % torch.tensor(shape, device=base.device)
-    corner = (b[:, 0] * padded[0] + b[:, 1]) * padded[1] + b[:, 2]
-    return table.index_select(0, (corner[:, None] + stencil).reshape(-1))
+    corner = ((b[:, 0] * (shape[1] + pad) + b[:, 1]) * (shape[2] + pad) + b[:, 2]).int()
+    return (corner[:, None] + _stencil(shape, order, base.device)).reshape(-1)
+
+
+def _fold(padded: torch.Tensor, order: int) -> torch.Tensor:
+    """Periodic mesh (K1, K2, K3) from the padded one: padded coordinate c lands on (c − (p − 1)) mod K."""
+    pad = order - 1
+    mesh = padded
+    for d in range(3):
+        size = mesh.shape[d] - pad
+        core = mesh.narrow(d, pad, size).clone()
+        core.narrow(d, size - pad, pad).add_(mesh.narrow(d, 0, pad))
+        mesh = core
+    return mesh
+
+
+def _unfold(mesh: torch.Tensor, order: int) -> torch.Tensor:
+    """Padded mesh from a periodic one: its periodic extension by p − 1 points in front (the adjoint of
+    :func:`_fold`; differentiable)."""
+    pad = order - 1
+    for d in range(3):
+        mesh = torch.cat([mesh.narrow(d, mesh.shape[d] - pad, pad), mesh], dim=d)
+    return mesh
 
 
 class _Spread(torch.autograd.Function):
@@ -200,20 +212,21 @@ class _Spread(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, u, shape, order):  # noqa: D102
         base, w, dw = bspline_derivatives(u, order)
-        flat = _flat_indices(base, shape, order)
+        index = _padded_indices(base, shape, order)
         qw = (charges[:, None] * w[:, 0])[:, :, None] * w[:, 1, None, :]
         values = qw[:, :, :, None] * w[:, 2, None, None, :]
-        mesh = charges.new_zeros(shape[0] * shape[1] * shape[2]).index_add_(0, flat, values.reshape(-1))
+        padded = [k + order - 1 for k in shape]
+        mesh = charges.new_zeros(padded[0] * padded[1] * padded[2]).index_add_(0, index, values.reshape(-1))
         ctx.save_for_backward(charges, u)
-        ctx.flat, ctx.shape, ctx.order, ctx.splines = flat, shape, order, (w, dw)
-        return mesh.reshape(shape)
+        ctx.index, ctx.order, ctx.splines = index, order, (w, dw)
+        return _fold(mesh.view(padded), order)
 
     @staticmethod
     def backward(ctx, grad_mesh):  # noqa: D102
         charges, u = ctx.saved_tensors
         p = ctx.order
         w, dw = bspline_derivatives(u, p)[1:] if torch.is_grad_enabled() else ctx.splines
-        g = grad_mesh.reshape(-1).index_select(0, ctx.flat).reshape(-1, p * p, p)
+        g = _unfold(grad_mesh, p).reshape(-1).index_select(0, ctx.index).reshape(-1, p * p, p)
         g_c = torch.bmm(g, torch.stack([w[:, 2], dw[:, 2]], dim=-1)).reshape(-1, p, p, 2)  # contract k3
         g_bc = torch.bmm(g_c[..., 0], torch.stack([w[:, 1], dw[:, 1]], dim=-1))  # (N, p, 2): contract k2
         g_b_dc = torch.bmm(g_c[..., 1], w[:, 1, :, None])[..., 0]  # (N, p)
