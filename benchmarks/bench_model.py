@@ -8,10 +8,12 @@ same positions, gives the LES overhead ratio (median of the per-round ratios). E
 0.01 Å rms from the previous one, as in MD; ``full_s`` reuses the model's Verlet neighbour list (skin 0.5 Å) as
 MD does between searches, ``search_s`` searches afresh every call (an MD step on which the list is rebuilt, about
 one in ten to twenty). Peak memory is the resident-set
-high-water mark of the process (sizes run in increasing order).
+high-water mark of the process (sizes run in increasing order). The malloc settings of :mod:`lesmd.allocator`
+(applied by every MD, i-PI and training entry point) are applied unless ``--default-malloc``.
 Targets (issue 3, 2 cores): ≤ 15 ms, ≤ 100 ms, ≤ 1.5 s; ≤ 4 GB at 12288 atoms; LES overhead ≤ 1.25×.
 
 Usage: python benchmarks/bench_model.py [--model PATH] [--repeats 9] [--threads 2] [--dtype float32]
+[--default-malloc]
 Last line: N=<largest> full=<s> short_range=<s> les_overhead=<x> full_cpu=<s> cpu_overhead=<x>
 full_with_search=<s> peak_gb=<g>
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from lesmd.allocator import tune_allocator
 from lesmd.evaluate import evaluate
 from lesmd.models.io import load_model
 
@@ -91,14 +94,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's malloc defaults (the MD, i-PI and training paths apply lesmd.allocator)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    malloc = "glibc defaults" if args.default_malloc else f"lesmd.allocator applied: {tune_allocator()}"
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     model = load_model(args.model, dtype=dtype)
     short = load_model(args.model, dtype=dtype)
     short.use_les = False
     targets = {192: 0.015, 1536: 0.100, 12288: 1.5}
-    print(f"threads={args.threads} dtype={args.dtype} cutoff={model.cutoff} Å")
+    print(f"threads={args.threads} dtype={args.dtype} cutoff={model.cutoff} Å malloc: {malloc}")
     print(f"{'N':>6} {'full_s':>9} {'short_s':>9} {'ratio':>6} {'full_cpu_s':>10} {'short_cpu_s':>11} "
           f"{'cpu_ratio':>9} {'search_s':>9} {'target_s':>8} {'peak_gb':>7}")  # fmt: skip
     line = ""

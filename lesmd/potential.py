@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from lesmd.allocator import tune_allocator
 from lesmd.evaluate import evaluate, validate_structure
 
 
@@ -95,6 +96,7 @@ class LESPotential:
     ) -> None:
         if epsilon_inf <= 0:
             raise ValueError(f"epsilon_inf must be positive, got {epsilon_inf}")
+        tune_allocator()
         self.model = _load(model, dtype, device)
         self.model.eval()
         param = next(iter(self.model.parameters()), None)

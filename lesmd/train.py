@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import lesmd
+from lesmd.allocator import tune_allocator
 from lesmd.data import Frame, Keys, fit_reference_energies, read_frames, species_of, split_frames
 from lesmd.models.io import build_model, model_from_dict, model_to_dict, save_model
 from lesmd.models.les import LESModel
@@ -204,6 +205,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, frames: list[Frame] | None = None) -> None:
         self.config = c = config
+        tune_allocator()
         if c.threads:
             torch.set_num_threads(c.threads)
         torch.manual_seed(c.seed)

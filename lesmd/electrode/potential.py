@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lesmd.allocator import tune_allocator
 from lesmd.electrode.config import ElectrodeConfig, load_config
 from lesmd.electrode.electrostatics import Electrostatics
 from lesmd.electrode.lennard_jones import lennard_jones_energy, pair_tables
@@ -65,6 +66,7 @@ class ElectrodePotential:
     def __init__(self, base=None, config: ElectrodeConfig | str | Path = None, *, total_charge: float = 0.0) -> None:
         if config is None:
             raise ValueError("ElectrodePotential needs an electrode config")
+        tune_allocator()
         self.config = load_config(config) if isinstance(config, (str, Path)) else config
         if getattr(base, "efield", None) is not None:
             raise ValueError("an external field on top of electrodes is not supported: the electrodes set the field "
