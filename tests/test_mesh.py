@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lesmd.les.ewald import coulomb_energy, les_energy
-from lesmd.les.mesh import bspline_weights, fft_size
+from lesmd.les.mesh import bspline_weights, fft_size, spread
 from lesmd.les.tuning import MESH_MIN_ATOMS, choose_parameters
 from lesmd.units import COULOMB
 
@@ -222,3 +222,9 @@ def test_mesh_cell_gradient_of_cached_setup_follows_the_cell():
     for (f1, s1), (f2, s2) in zip(first, again, strict=True):
         assert torch.equal(f1, f2) and torch.equal(s1, s2)
     assert float((first[0][1] - first[1][1]).abs().max()) > 1e-3 * float(first[0][1].abs().max())
+
+
+def test_spread_rejects_a_mesh_narrower_than_the_spline():
+    positions = torch.zeros(2, 3, dtype=F64)
+    with pytest.raises(ValueError, match="at least order"):
+        spread(torch.ones(2, dtype=F64), positions, torch.eye(3, dtype=F64), (4, 8, 8), 6)

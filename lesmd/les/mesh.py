@@ -246,6 +246,10 @@ def spread(
     From ``SORT_MIN_ATOMS`` charges on, atoms are visited in mesh order (sorted by their base mesh point) so that
     scatter and gather stay local in memory; smaller meshes stay in cache anyway.
     """
+    if min(shape) < order - 1:
+        raise ValueError(f"mesh {shape} needs at least order − 1 = {order - 1} points per direction")
+    if math.prod(k + order - 1 for k in shape) >= 2**31:
+        raise ValueError(f"mesh {shape} is too large (int32 indices)")
     sizes = torch.tensor(shape, dtype=positions.dtype, device=positions.device)
     u = (positions @ inverse_cell) * sizes
     if positions.shape[0] < SORT_MIN_ATOMS:
