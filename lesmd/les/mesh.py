@@ -328,10 +328,9 @@ class _SingleWidthSetup:
     inverse: torch.Tensor  # (3, 3) X = h⁻¹
     weights: torch.Tensor  # half mesh: G(m) e^(−k² s²) B(m) mult
     correction: torch.Tensor  # scalar: Σ_m G e^(−k² s²) (B Π⟨|w|²⟩ − 1) mult
-    slope: torch.Tensor  # half mesh: ∂[G(m) e^(−k² s²)]/∂k² at fixed volume
-    b_mult: torch.Tensor
-    aliasing: torch.Tensor
-    modes: list[torch.Tensor]  # integer mode numbers m_d (FFT order; rfft order for d = 2)
+    slope_weights: torch.Tensor  # half mesh: ∂weights/∂k² at fixed volume
+    slope_correction: torch.Tensor  # half mesh: ∂(correction term of mode m)/∂k² at fixed volume
+    mode_products: torch.Tensor  # (6, half mesh size): m_a m_b for ab = 00, 11, 22, 01, 02, 12
 
 
 _SETUP_CACHE: OrderedDict = OrderedDict()
@@ -354,24 +353,14 @@ def _single_width_setup(
         kernel = _mode_kernel(k2, volume(cell), window) * torch.exp(-k2 * width2)
         (slope,) = torch.autograd.grad(kernel.sum(), k2)  # elementwise function of k²: its derivative
     kernel = kernel.detach()
-    setup = _SingleWidthSetup(inverse, kernel * b_mult, (kernel * aliasing).sum(), slope, b_mult, aliasing, m)
+    m0, m1, m2 = m[0][:, None, None], m[1][None, :, None], m[2][None, None, :]
+    products = torch.stack([x.expand(kernel.shape) for x in (m0 * m0, m1 * m1, m2 * m2, m0 * m1, m0 * m2, m1 * m2)])
+    setup = _SingleWidthSetup(inverse, kernel * b_mult, (kernel * aliasing).sum(), slope * b_mult, slope * aliasing,
+                              products.reshape(6, -1))  # fmt: skip
     _SETUP_CACHE[key] = setup
     if len(_SETUP_CACHE) > _SETUP_CACHE_SIZE:
         _SETUP_CACHE.popitem(last=False)
     return setup
-
-
-def _metric_contraction(values: torch.Tensor, m: list[torch.Tensor]) -> torch.Tensor:
-    """(3, 3) symmetric Σ_m values(m) m_a m_b over the half mesh."""
-    m0, m1, m2 = m
-    s01, s02, s12 = values.sum(2), values.sum(1), values.sum(0)
-    d00 = (s01.sum(1) * m0 * m0).sum()
-    d11 = (s01.sum(0) * m1 * m1).sum()
-    d22 = (s02.sum(0) * m2 * m2).sum()
-    d01 = (s01 * m0[:, None] * m1[None, :]).sum()
-    d02 = (s02 * m0[:, None] * m2[None, :]).sum()
-    d12 = (s12 * m1[:, None] * m2[None, :]).sum()
-    return torch.stack([torch.stack([d00, d01, d02]), torch.stack([d01, d11, d12]), torch.stack([d02, d12, d22])])
 
 
 class _SingleWidthCellTerms(torch.autograd.Function):
@@ -407,8 +396,9 @@ class _SingleWidthCellTerms(torch.autograd.Function):
             return grad, None, None, None, None
         s = ctx.setup
         x = s.inverse
-        per_mode = s.slope * (grad_weights * s.b_mult + grad_correction * s.aliasing)
-        metric_grad = _metric_contraction(per_mode, s.modes)
+        per_mode = grad_weights * s.slope_weights + grad_correction * s.slope_correction
+        d00, d11, d22, d01, d02, d12 = (s.mode_products @ per_mode.reshape(-1)).unbind(0)
+        metric_grad = torch.stack([d00, d01, d02, d01, d11, d12, d02, d12, d22]).view(3, 3)  # Σ_m per_mode m mᵀ
         grad_x = grad_inverse + (8.0 * math.pi**2) * (x @ metric_grad)
         volume_grad = (grad_weights * s.weights).sum() + grad_correction * s.correction
         return -(x.T @ grad_x @ x.T) - volume_grad * x.T, None, None, None, None
