@@ -1,19 +1,19 @@
 """Speed of the default LES water model: energy + forces + stress on water boxes of 192, 1536 and 12288 atoms.
 
 Boxes are replicas (1×, 2×, 4× per direction) of the first frame of ../shared/data/water_rpbe_d3_bec_100.xyz.
-For each size: wall time of one :func:`lesmd.evaluate.evaluate` call (energy, forces, stress; neighbour list
-included) as the median of ≥ 5 runs after a warm-up, with ``torch.set_num_threads(2)`` (change with --threads);
-the same model with the LES term switched off (short range only), called alternately with the full model on the
-same positions, gives the LES overhead ratio (median of the per-round ratios). Each call sees positions moved by
-0.01 Å rms from the previous one, as in MD; ``full_s`` reuses the model's Verlet neighbour list (skin 0.5 Å) as
-MD does between searches, ``search_s`` searches afresh every call (an MD step on which the list is rebuilt, about
-one in ten to twenty). Peak memory is the resident-set
+For each size: wall time of one :func:`lesmd.evaluate.evaluate` call (energy, forces and stress, or energy and
+forces with --no-stress; neighbour list included) as the median of ≥ 5 runs after a warm-up, with
+``torch.set_num_threads(2)`` (change with --threads). The same model with the LES term switched off (short range
+only), called alternately with the full model on the same positions, gives the LES overhead ratio (median of the
+per-round ratios). Each call sees positions moved by 0.01 Å rms from the previous one, as in MD; ``full_s`` reuses
+the model's Verlet neighbour list (skin 0.5 Å) as MD does between searches, ``search_s`` searches afresh every
+call (an MD step on which the list is rebuilt, about one in ten to twenty). Peak memory is the resident-set
 high-water mark of the process (sizes run in increasing order). The malloc settings of :mod:`lesmd.allocator`
 (applied by every MD, i-PI and training entry point) are applied unless ``--default-malloc``.
 Targets (issue 3, 2 cores): ≤ 15 ms, ≤ 100 ms, ≤ 1.5 s; ≤ 4 GB at 12288 atoms; LES overhead ≤ 1.25×.
 
 Usage: python benchmarks/bench_model.py [--model PATH] [--repeats 9] [--threads 2] [--dtype float32]
-[--default-malloc]
+[--no-stress] [--default-malloc]
 Last line: N=<largest> full=<s> short_range=<s> les_overhead=<x> full_cpu=<s> cpu_overhead=<x>
 full_with_search=<s> peak_gb=<g>
 """
@@ -43,8 +43,10 @@ def water_box(replicas: int, dtype: torch.dtype):
             torch.tensor(atoms.cell.array, dtype=dtype), torch.tensor(atoms.pbc))  # fmt: skip
 
 
-def time_calls(models: list, inputs, repeats: int, search: bool = False) -> list[tuple[list[float], list[float]]]:
-    """Wall and process-CPU times (s) of energy + forces + stress for each model, interleaved call by call.
+def time_calls(
+    models: list, inputs, repeats: int, search: bool = False, props: tuple[str, ...] = ("energy", "forces", "stress")
+) -> list[tuple[list[float], list[float]]]:
+    """Wall and process-CPU times (s) of one evaluation of ``props`` for each model, interleaved call by call.
 
     Every round moves the positions by 0.01 Å (rms per component) from the previous round, as in MD, and then
     calls each model on the same positions, in an order that alternates between rounds; a warm-up round comes
@@ -59,7 +61,6 @@ def time_calls(models: list, inputs, repeats: int, search: bool = False) -> list
     Returns:
         One (wall times, CPU times) pair of lists per model, in the order of ``models``.
     """
-    props = ("energy", "forces", "stress")
     numbers, positions, cell, pbc = inputs
     generator = torch.Generator().manual_seed(0)
     for model in models:
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--no-stress", action="store_true",
+                        help="energy and forces only (NVT/NVE MD needs no stress)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="keep glibc's malloc defaults (the MD, i-PI and training paths apply lesmd.allocator)")
     args = parser.parse_args()
@@ -104,15 +107,17 @@ def main() -> None:
     short = load_model(args.model, dtype=dtype)
     short.use_les = False
     targets = {192: 0.015, 1536: 0.100, 12288: 1.5}
-    print(f"threads={args.threads} dtype={args.dtype} cutoff={model.cutoff} Å malloc: {malloc}")
+    props = ("energy", "forces") if args.no_stress else ("energy", "forces", "stress")
+    print(f"threads={args.threads} dtype={args.dtype} cutoff={model.cutoff} Å properties={','.join(props)} "
+          f"malloc: {malloc}")
     print(f"{'N':>6} {'full_s':>9} {'short_s':>9} {'ratio':>6} {'full_cpu_s':>10} {'short_cpu_s':>11} "
           f"{'cpu_ratio':>9} {'search_s':>9} {'target_s':>8} {'peak_gb':>7}")  # fmt: skip
     line = ""
     for r in args.replicas:
         inputs = water_box(r, dtype)
         n = inputs[0].shape[0]
-        (w_full, c_full), (w_short, c_short) = time_calls([model, short], inputs, args.repeats)
-        ((w_search, _),) = time_calls([model], inputs, max(3, args.repeats // 3), search=True)
+        (w_full, c_full), (w_short, c_short) = time_calls([model, short], inputs, args.repeats, props=props)
+        ((w_search, _),) = time_calls([model], inputs, max(3, args.repeats // 3), search=True, props=props)
         t_full, t_short, t_search = (statistics.median(w) for w in (w_full, w_short, w_search))
         ratio, cpu_ratio = median_ratio(w_full, w_short), median_ratio(c_full, c_short)
         cpu_full, cpu_short = statistics.median(c_full), statistics.median(c_short)
