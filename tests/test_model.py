@@ -224,16 +224,16 @@ def test_symmetric_rank2_contractions_equal_matrix_algebra():
     dense = dense + dense.transpose(-1, -2)  # symmetric M per atom and channel
     s2 = math.sqrt(2.0)
     stored = torch.stack([dense[..., 0, 0], dense[..., 1, 1], dense[..., 2, 2], s2 * dense[..., 0, 1],
-                          s2 * dense[..., 0, 2], s2 * dense[..., 1, 2]], dim=1)  # (N, 6, K), as angular_components
-    u = torch.randn(n, 3, k, dtype=torch.float64, generator=generator)
-    w = torch.randn(n, 3, k, dtype=torch.float64, generator=generator)
-    expected = torch.einsum("nak,nkab,nbk->nk", u, dense, w)
+                          s2 * dense[..., 0, 2], s2 * dense[..., 1, 2]], dim=0)  # (6, N, K), components first
+    u = torch.randn(3, n, k, dtype=torch.float64, generator=generator)
+    w = torch.randn(3, n, k, dtype=torch.float64, generator=generator)
+    expected = torch.einsum("ank,nkab,bnk->nk", u, dense, w)
     assert torch.allclose(_bilinear_symmetric(u, stored, w), expected, atol=1e-12)
     cubed = torch.linalg.matrix_power(dense, 3).diagonal(dim1=-2, dim2=-1).sum(-1)
     assert torch.allclose(_trace_cubed_symmetric(stored), cubed, atol=1e-12)
     # the stored layout is the one of the descriptor: u⊗u of a unit vector gives M = u uᵀ, tr(M³) = 1
     unit = torch.nn.functional.normalize(torch.randn(n, 3, dtype=torch.float64, generator=generator), dim=1)
-    outer = angular_components(unit, 2)[:, 4:10].unsqueeze(-1)  # (N, 6, 1)
+    outer = angular_components(unit, 2)[:, 4:10].t().unsqueeze(-1)  # (6, N, 1)
     assert torch.allclose(_trace_cubed_symmetric(outer), torch.ones(n, 1, dtype=torch.float64), atol=1e-12)
 
 

@@ -63,7 +63,7 @@ def _default_without_guards():
     data = read_model_file(default_model_path())
     data["architecture"]["charge_bound"] = None
     data["architecture"]["data_walls"] = None
-    return model_from_dict(data).double()
+    return model_from_dict(data).double().eval()  # eval mode like load_model: the same (C) descriptor kernel
 
 
 def test_default_model_guards_leave_training_frames_unchanged(shared_data):

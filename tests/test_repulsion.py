@@ -59,7 +59,7 @@ def test_bad_repulsion_pairs_are_named():
 def _default_without_repulsion():
     data = read_model_file(default_model_path())
     data["architecture"]["core_repulsion"] = None
-    return model_from_dict(data).double()
+    return model_from_dict(data).double().eval()  # eval mode like load_model: the same (C) descriptor kernel
 
 
 def test_default_model_repulsion_leaves_training_frames_unchanged(shared_data):

@@ -1,0 +1,92 @@
+"""Native (C) kernels: compiled once per machine from sources shipped in the package, loaded with ctypes.
+
+Some hot loops (per-edge basis functions of the descriptor) run as hundreds of small tensor operations in eager
+PyTorch, where per-operation overhead dominates at MD sizes. Their C versions are compiled on first use with the
+system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into a cache directory and shared by all later
+processes. Each kernel has a torch reference implementation, which the tests compare against and which lesmd
+uses when no compiler is available (one warning) or when ``LESMD_NATIVE=0`` is set.
+
+Cache: ``$LESMD_CACHE_DIR``, else ``$XDG_CACHE_HOME/lesmd``, else ``~/.cache/lesmd``; the library name carries a
+hash of the source, the compiler command and the CPU model, so a cache shared by different machines or versions
+never loads a stale or foreign build.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+
+#: compiler flags; -march=native is dropped if the compiler rejects it
+FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-pthread")
+COMPILE_TIMEOUT_S = 120
+
+
+def native_enabled() -> bool:
+    """False when the environment sets ``LESMD_NATIVE`` to 0/false/no/off."""
+    return os.environ.get("LESMD_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    """Directory of compiled kernels (see module docstring)."""
+    if os.environ.get("LESMD_CACHE_DIR"):
+        return Path(os.environ["LESMD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lesmd"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compile(source: Path, target: Path, compiler: str) -> None:
+    """Compile ``source`` into the shared library ``target`` (atomically: concurrent processes may race)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        errors = ""
+        for flags in (FLAGS, tuple(f for f in FLAGS if f != "-march=native")):
+            cmd = [compiler, *flags, "-o", str(out), str(source), "-lm"]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+            if result.returncode == 0:
+                os.replace(out, target)
+                return
+            errors = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+        raise RuntimeError(f"{compiler} failed on {source.name}: {errors[0]}")
+
+
+@cache
+def load_library(source_path: str) -> ctypes.CDLL | None:
+    """The compiled library of the C file ``source_path``, or None when native kernels are off or cannot be built
+    here (then with one warning naming the reason)."""
+    if not native_enabled():
+        return None
+    source = Path(source_path)
+    compiler = os.environ.get("CC") or "cc"
+    if shutil.which(compiler) is None:
+        warnings.warn(f"lesmd: no C compiler ({compiler!r}) found; using the slower torch kernels", stacklevel=2)
+        return None
+    identity = (source.read_text(), compiler, " ".join(FLAGS), _cpu_model(), platform.machine())
+    key = hashlib.sha256(b"\0".join(x.encode() for x in identity)).hexdigest()[:16]
+    target = cache_dir() / f"{source.stem}-{key}.so"
+    try:
+        if not target.exists():
+            _compile(source, target, compiler)
+        return ctypes.CDLL(str(target))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        warnings.warn(f"lesmd: native kernel {source.name} unavailable ({error}); using the torch kernels",
+                      stacklevel=2)  # fmt: skip
+        return None

@@ -1,0 +1,166 @@
+"""The C kernel of the descriptor's basis moments against its torch reference, finite differences and the model.
+
+Also the plumbing of :mod:`lesmd.native`: compilation cache, ``LESMD_NATIVE=0``, and a clear fallback when no
+compiler works.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lesmd.models import basis_moments as bm
+from lesmd.models.basis_moments import basis_moments, basis_moments_torch, native_available
+
+pytestmark = pytest.mark.skipif(os.environ.get("LESMD_NATIVE") == "0", reason="native kernels switched off")
+
+
+def _random_graph(n_atoms=9, n_species=3, cutoff=3.0, seed=0, dtype=torch.float64):
+    """Edges sorted by centre, some beyond the cutoff, one atom without edges."""
+    g = torch.Generator().manual_seed(seed)
+    species = torch.randint(0, n_species, (n_atoms,), generator=g)
+    counts = torch.randint(0, 7, (n_atoms,), generator=g)
+    counts[3] = 0
+    i = torch.repeat_interleave(torch.arange(n_atoms), counts)
+    j = torch.randint(0, n_atoms, (i.shape[0],), generator=g)
+    vectors = torch.randn(i.shape[0], 3, generator=g, dtype=dtype)
+    vectors = (
+        vectors / vectors.norm(dim=1, keepdim=True) * (0.5 + 3.0 * torch.rand(i.shape[0], 1, generator=g, dtype=dtype))
+    )
+    return species, i, j, vectors
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel():
+    assert native_available(), "the C kernel did not build: is a C compiler (cc) installed?"
+
+
+@pytest.mark.parametrize("l_max", [0, 1, 2, 3])
+@pytest.mark.parametrize("blocked", [True, False])
+def test_kernel_equals_torch_reference_values_and_gradients(l_max, blocked):
+    species, i, j, vectors = _random_graph()
+    n_species, n_basis, cutoff = 3, 6, 3.0
+    centre = species if blocked else torch.zeros_like(species)
+    args = (
+        centre,
+        species[j],
+        None,
+        i,
+        species.shape[0],
+        n_species if blocked else 1,
+        n_species,
+        n_basis,
+        l_max,
+        cutoff,
+    )
+    v_ref = vectors.clone().requires_grad_(True)
+    v_nat = vectors.clone().requires_grad_(True)
+    ref = basis_moments_torch(*args[:2], v_ref, *args[3:])
+    nat = basis_moments(*args[:2], v_nat, *args[3:], native=True)
+    assert nat.grad_fn.name().endswith("_NativeBasisMomentsBackward")
+    assert (
+        ref.shape
+        == nat.shape
+        == (sum((1, 3, 6, 10)[: l_max + 1]), 9, (n_species if blocked else 1) * n_species * n_basis)
+    )
+    assert torch.allclose(nat, ref, rtol=0, atol=1e-13) and float(ref.detach().abs().max()) > 0.1
+    weights = torch.randn(ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), v_ref)
+    (g_nat,) = torch.autograd.grad((nat * weights).sum(), v_nat)
+    assert torch.allclose(g_nat, g_ref, rtol=0, atol=1e-12) and float(g_ref.abs().max()) > 0.1
+    beyond = vectors.norm(dim=1) >= cutoff
+    assert beyond.any() and torch.equal(g_nat[beyond], torch.zeros_like(g_nat[beyond]))
+
+
+def test_kernel_gradient_matches_finite_differences_and_double_backward_is_exact():
+    """gradcheck of the C backward; gradgradcheck goes through the torch recomputation (graph requested)."""
+    species, i, j, vectors = _random_graph(n_atoms=5, seed=3)
+    vectors = vectors.clone().requires_grad_(True)
+
+    projections = torch.randn(20, 5, 36, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def g(v):  # three random projections of G (20, 5, 36): every entry of G enters, few backward passes
+        return torch.einsum("cnf,cnfk->k", basis_moments(species, species[j], v, i, 5, 3, 3, 4, 3, 3.0), projections)
+
+    assert torch.autograd.gradcheck(g, (vectors,), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradgradcheck(g, (vectors,), eps=1e-6, atol=1e-6)
+
+
+def test_float32_kernel_agrees_with_float64_and_threads_agree(monkeypatch):
+    species, i, j, vectors = _random_graph(n_atoms=40, seed=4)
+    args = (species, species[j])
+    rest = (i, 40, 3, 3, 8, 3, 3.0)
+    g64 = basis_moments(*args, vectors, *rest)
+    g32 = basis_moments(*args, vectors.float(), *rest)
+    assert g32.dtype == torch.float32 and torch.allclose(g32.double(), g64, rtol=0, atol=1e-5)
+    monkeypatch.setattr(bm, "THREADS_MIN_EDGES", 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        v = vectors.clone().requires_grad_(True)
+        g3 = basis_moments(*args, v, *rest)
+        (d3,) = torch.autograd.grad(g3.sum(), v)
+    finally:
+        torch.set_num_threads(threads)
+    v = vectors.clone().requires_grad_(True)
+    monkeypatch.setattr(bm, "THREADS_MIN_EDGES", 10**9)
+    g1 = basis_moments(*args, v, *rest)
+    (d1,) = torch.autograd.grad(g1.sum(), v)
+    assert torch.equal(g3, g1) and torch.equal(d3, d1)
+
+
+def test_default_model_is_the_same_with_and_without_the_kernel(shared_data):
+    """Energy, forces, stress and BECs of the shipped model agree to round-off (float64) between the C kernel
+    (eval mode) and the torch version; training mode uses the torch version."""
+    from ase.io import read
+
+    from lesmd.evaluate import evaluate
+    from lesmd.models.io import load_model
+
+    atoms = read(shared_data / "water_rpbe_d3_bec_100.xyz", 0)
+    inputs = (torch.tensor(atoms.numbers), torch.tensor(atoms.positions), torch.tensor(atoms.cell.array),
+              torch.tensor(atoms.pbc))  # fmt: skip
+    model = load_model().double()
+    props = ("energy", "forces", "stress", "born_effective_charges")
+    native = evaluate(model, *inputs, properties=props)
+    model.short_range.descriptor.native = False
+    plain = evaluate(model, *inputs, properties=props)
+    for key in props:
+        assert torch.allclose(native[key], plain[key], rtol=0, atol=1e-10), key
+    assert float(native["forces"].abs().max()) > 1.0
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})  # fmt: skip
+
+
+def test_switch_off_and_fallback_without_a_compiler(tmp_path):
+    code = "from lesmd.models.basis_moments import native_available; print(native_available())"
+    off = _run(code, LESMD_NATIVE="0")
+    assert off.returncode == 0 and off.stdout.strip() == "False" and "warn" not in off.stderr.lower()
+    missing = _run(code, CC="/nonexistent/cc", LESMD_CACHE_DIR=str(tmp_path / "a"))
+    assert missing.returncode == 0 and missing.stdout.strip() == "False"
+    assert "no C compiler ('/nonexistent/cc') found; using the slower torch kernels" in missing.stderr
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\necho 'cc: fatal error: out of cheese' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    failing = _run(code, CC=str(broken), LESMD_CACHE_DIR=str(tmp_path / "b"))
+    assert failing.returncode == 0 and failing.stdout.strip() == "False"
+    assert "native kernel basis_moments.c unavailable" in failing.stderr and "out of cheese" in failing.stderr
+
+
+def test_compiled_library_is_cached_and_reused(tmp_path):
+    code = "from lesmd.models.basis_moments import native_available; print(native_available())"
+    first = _run(code, LESMD_CACHE_DIR=str(tmp_path))
+    assert first.returncode == 0 and first.stdout.strip() == "True", first.stderr
+    built = sorted(tmp_path.iterdir())
+    assert len(built) == 1 and built[0].name.startswith("basis_moments-") and built[0].suffix == ".so"
+    stamp = built[0].stat().st_mtime_ns
+    again = _run(code, LESMD_CACHE_DIR=str(tmp_path))
+    assert again.stdout.strip() == "True" and sorted(tmp_path.iterdir()) == built
+    assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
