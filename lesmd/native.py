@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 #: compiler flags; -march=native is dropped if the compiler rejects it
-FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-pthread")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
 COMPILE_TIMEOUT_S = 120
 
 

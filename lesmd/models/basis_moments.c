@@ -30,22 +30,32 @@ typedef struct {
 } Edge;
 
 /* r, u, B_n(r) and (when wanted) dB_n/dr of one edge vector; returns 0 for r ≥ r_c or r = 0 (no contribution). */
-static int edge_terms(const double v[3], double cutoff, int n_basis, int want_derivative, Edge *e) {
-    double r = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-    if (!(r < cutoff) || r == 0.0) return 0;
+static inline int edge_terms(const double v[3], double cutoff, int n_basis, int want_derivative, Edge *e) {
+    double r2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+    if (!(r2 < cutoff * cutoff) || r2 == 0.0) return 0;
+    double r = sqrt(r2), inv_r = 1.0 / r, inv_cutoff = 1.0 / cutoff;
     e->r = r;
-    for (int a = 0; a < 3; a++) e->u[a] = v[a] / r;
-    double x = r / cutoff, x2 = x * x, x5 = x2 * x2 * x, x6 = x5 * x, x7 = x6 * x;
+    for (int a = 0; a < 3; a++) e->u[a] = v[a] * inv_r;
+    double x = r * inv_cutoff, x2 = x * x, x5 = x2 * x2 * x, x6 = x5 * x, x7 = x6 * x;
     double env = 1.0 - 28.0 * x6 + 48.0 * x7 - 21.0 * x7 * x;
-    double denv = (-168.0 * x5 + 336.0 * x6 - 168.0 * x7) / cutoff;
-    double theta = M_PI * r / cutoff, c1 = cos(theta), s1 = sin(theta);
-    double norm = sqrt(2.0 / cutoff);
-    double s_prev = 0.0, s = s1, c_prev = 1.0, c = c1; /* sin(nθ), cos(nθ) by Chebyshev recurrence */
+    double theta = M_PI * x, c1 = cos(theta), s1 = sin(theta);
+    double scale = sqrt(2.0 * inv_cutoff) * inv_r; /* sqrt(2/r_c)/r */
+    double s_prev = 0.0, s = s1; /* sin(nθ) by the Chebyshev recurrence */
+    if (!want_derivative) {
+        double radial = scale * env;
+        for (int n = 0; n < n_basis; n++) {
+            e->basis[n] = radial * s;
+            double s_next = 2.0 * c1 * s - s_prev;
+            s_prev = s, s = s_next;
+        }
+        return 1;
+    }
+    double denv = (-168.0 * x5 + 336.0 * x6 - 168.0 * x7) * inv_cutoff;
+    /* dB_n/dr = scale [(nπ/r_c) cos(nθ) env + sin(nθ) (env' − env/r)] */
+    double c_prev = 1.0, c = c1, k = M_PI * inv_cutoff * env, d = denv - env * inv_r;
     for (int n = 1; n <= n_basis; n++) {
-        double sr = norm * s / r;
-        e->basis[n - 1] = sr * env;
-        if (want_derivative)
-            e->dbasis[n - 1] = (norm * (n * M_PI / cutoff) * c / r - sr / r) * env + sr * denv;
+        e->basis[n - 1] = scale * env * s;
+        e->dbasis[n - 1] = scale * (n * k * c + d * s);
         double s_next = 2.0 * c1 * s - s_prev, c_next = 2.0 * c1 * c - c_prev;
         s_prev = s, s = s_next, c_prev = c, c = c_next;
     }
@@ -106,73 +116,117 @@ static inline void store(void *p, int64_t k, double value, int is_double) {
     else ((float *)p)[k] = (float)value;
 }
 
-/* G rows of atoms first..last−1 (out is zero-initialised by the caller). */
-static void *forward_range(void *arg) {
-    const Job *job = (const Job *)arg;
-    const int n_comp = N_COMPONENTS_UP_TO[job->l_max], nb = (int)job->n_basis;
+/* G rows of atoms first..last−1 (out is zero-initialised by the caller).
+
+   Per atom, the edge terms are first tabulated: Y (m × N_COMP) and the basis placed in its neighbour's element
+   block, B (m × width, zero elsewhere, width padded to a multiple of TILE). G = Yᵀ B is then a small matrix product
+   whose 2 × TILE output tiles stay in registers over the edge loop. Always inlined into forward_range, so that the
+   common basis size is a compile-time constant. */
+#define TILE 16
+static inline __attribute__((always_inline)) void forward_impl(const Job *job, const int nb) {
+    const int n_comp = N_COMPONENTS_UP_TO[job->l_max];
     const int64_t width = job->n_species * nb, row = job->n_blocks * width;
-    double acc[N_COMP * MAX_SPECIES * MAX_BASIS];
+    const int64_t padded = (width + TILE - 1) / TILE * TILE;
+    int64_t most = 0;
+    for (int64_t i = job->first; i < job->last; i++)
+        if (job->offsets[i + 1] - job->offsets[i] > most) most = job->offsets[i + 1] - job->offsets[i];
+    double *y = malloc(sizeof(double) * (most + 1) * N_COMP), *b = malloc(sizeof(double) * (most + 1) * padded);
+    if (y == NULL || b == NULL) {
+        free(y), free(b);
+        return;
+    }
     Edge e;
     for (int64_t i = job->first; i < job->last; i++) {
-        memset(acc, 0, sizeof(double) * n_comp * width);
+        int64_t m = 0;
         for (int64_t k = job->offsets[i]; k < job->offsets[i + 1]; k++) {
             double v[3] = {load(job->vectors, 3 * k, job->is_double), load(job->vectors, 3 * k + 1, job->is_double),
                            load(job->vectors, 3 * k + 2, job->is_double)};
             if (!edge_terms(v, job->cutoff, nb, 0, &e)) continue;
-            angular(e.u, e.y);
-            double *block = acc + job->neighbor_species[k] * nb;
-            for (int c = 0; c < n_comp; c++) {
-                double yc = e.y[c];
-                double *dst = block + c * width;
-                for (int n = 0; n < nb; n++) dst[n] += yc * e.basis[n];
-            }
+            angular(e.u, y + m * N_COMP);
+            double *bm = b + m * padded;
+            memset(bm, 0, sizeof(double) * padded);
+            memcpy(bm + job->neighbor_species[k] * nb, e.basis, sizeof(double) * nb);
+            m++;
         }
         int64_t base = i * row + job->centre_block[i] * width;
-        for (int c = 0; c < n_comp; c++)
-            for (int64_t f = 0; f < width; f++)
-                store(job->out, c * job->n_atoms * row + base + f, acc[c * width + f], job->is_double);
+        for (int c0 = 0; c0 < n_comp; c0 += 2) {
+            for (int64_t f0 = 0; f0 < padded; f0 += TILE) {
+                double t0[TILE] = {0.0}, t1[TILE] = {0.0};
+                for (int64_t r = 0; r < m; r++) {
+                    const double *br = b + r * padded + f0;
+                    double y0 = y[r * N_COMP + c0], y1 = y[r * N_COMP + c0 + 1];
+                    for (int f = 0; f < TILE; f++) t0[f] += y0 * br[f];
+                    for (int f = 0; f < TILE; f++) t1[f] += y1 * br[f];
+                }
+                for (int f = 0; f < TILE && f0 + f < width; f++) {
+                    store(job->out, c0 * job->n_atoms * row + base + f0 + f, t0[f], job->is_double);
+                    if (c0 + 1 < n_comp)
+                        store(job->out, (c0 + 1) * job->n_atoms * row + base + f0 + f, t1[f], job->is_double);
+                }
+            }
+        }
     }
+    free(y), free(b);
+}
+
+static void *forward_range(void *arg) {
+    const Job *job = (const Job *)arg;
+    if (job->n_basis == 8) forward_impl(job, 8);
+    else forward_impl(job, (int)job->n_basis);
     return NULL;
 }
 
-/* dE/dv of the edges of atoms first..last−1 from dE/dG (grad_out, same layout as G). */
-static void *backward_range(void *arg) {
-    const Job *job = (const Job *)arg;
-    const int n_comp = N_COMPONENTS_UP_TO[job->l_max], nb = (int)job->n_basis;
+/* dE/dv of the edges of atoms first..last−1 from dE/dG (grad_out, same layout as G); inlined like forward_impl. */
+static inline __attribute__((always_inline)) void backward_impl(const Job *job, const int nb) {
+    const int n_comp = N_COMPONENTS_UP_TO[job->l_max];
     const int64_t width = job->n_species * nb, row = job->n_blocks * width;
-    double grad[N_COMP * MAX_SPECIES * MAX_BASIS];
+    /* the atom's dE/dG in both layouts: [c][(z, n)] (sums over c run along n) and [(z, n)][c] (sums over n run
+       along c); every reduction is then a vertical vector operation */
+    double grad[N_COMP * MAX_SPECIES * MAX_BASIS], grad_t[MAX_SPECIES * MAX_BASIS * N_COMP];
     Edge e;
+    if (n_comp < N_COMP) memset(grad_t, 0, sizeof grad_t);
     for (int64_t i = job->first; i < job->last; i++) {
         int64_t base = i * row + job->centre_block[i] * width;
         for (int c = 0; c < n_comp; c++)
-            for (int64_t f = 0; f < width; f++)
-                grad[c * width + f] = load(job->grad_out, c * job->n_atoms * row + base + f, job->is_double);
+            for (int64_t f = 0; f < width; f++) {
+                double value = load(job->grad_out, c * job->n_atoms * row + base + f, job->is_double);
+                grad[c * width + f] = value;
+                grad_t[f * N_COMP + c] = value;
+            }
         for (int64_t k = job->offsets[i]; k < job->offsets[i + 1]; k++) {
             double v[3] = {load(job->vectors, 3 * k, job->is_double), load(job->vectors, 3 * k + 1, job->is_double),
                            load(job->vectors, 3 * k + 2, job->is_double)};
             double dv[3] = {0.0, 0.0, 0.0};
             if (edge_terms(v, job->cutoff, nb, 1, &e)) {
                 angular(e.u, e.y);
-                const double *block = grad + job->neighbor_species[k] * nb;
-                double gy[N_COMP], gb[MAX_BASIS] = {0.0};
-                for (int c = 0; c < n_comp; c++) {
-                    const double *src = block + c * width;
-                    double sum = 0.0;
-                    for (int n = 0; n < nb; n++) {
-                        sum += src[n] * e.basis[n];
-                        gb[n] += src[n] * e.y[c];
-                    }
-                    gy[c] = sum;
+                const int64_t z0 = job->neighbor_species[k] * nb;
+                double gy[N_COMP] = {0.0}, gb[MAX_BASIS] = {0.0};
+                for (int n = 0; n < nb; n++) { /* gy_c = Σ_n dG[c, (z, n)] B_n */
+                    const double *src = grad_t + (z0 + n) * N_COMP;
+                    double b = e.basis[n];
+                    for (int c = 0; c < N_COMP; c++) gy[c] += src[c] * b;
+                }
+                for (int c = 0; c < n_comp; c++) { /* gb_n = Σ_c dG[c, (z, n)] Y_c */
+                    const double *src = grad + c * width + z0;
+                    double y = e.y[c];
+                    for (int n = 0; n < nb; n++) gb[n] += src[n] * y;
                 }
                 double gu[3], gr = 0.0;
                 angular_vjp(e.u, gy, n_comp, gu);
                 for (int n = 0; n < nb; n++) gr += gb[n] * e.dbasis[n];
                 double radial = gu[0] * e.u[0] + gu[1] * e.u[1] + gu[2] * e.u[2];
-                for (int a = 0; a < 3; a++) dv[a] = (gu[a] - radial * e.u[a]) / e.r + gr * e.u[a];
+                double inv_r = 1.0 / e.r;
+                for (int a = 0; a < 3; a++) dv[a] = (gu[a] - radial * e.u[a]) * inv_r + gr * e.u[a];
             }
             for (int a = 0; a < 3; a++) store(job->out, 3 * k + a, dv[a], job->is_double);
         }
     }
+}
+
+static void *backward_range(void *arg) {
+    const Job *job = (const Job *)arg;
+    if (job->n_basis == 8) backward_impl(job, 8);
+    else backward_impl(job, (int)job->n_basis);
     return NULL;
 }
 
