@@ -30,10 +30,12 @@ Q2_g = Σ_{i in group} q_i². This lowers the mesh error by one to two orders of
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,10 +44,16 @@ from numpy.polynomial import polynomial as P
 from lesmd.les.kspace import smooth_window
 from lesmd.les.lattice import inverse_cell, volume
 from lesmd.les.potentials import fourier_prefactor
+from lesmd.native import load_library
 from lesmd.units import EPSILON0
 
 #: Number of charges from which :func:`spread` visits atoms in mesh order (faster from ~4000 on, measured).
 SORT_MIN_ATOMS = 2048
+#: C source of the spreading kernel (compiled by :mod:`lesmd.native`), its largest B-spline order, and the
+#: number of charges from which its backward uses torch.get_num_threads() threads
+NATIVE_SOURCE = Path(__file__).resolve().parent / "mesh_spread.c"
+NATIVE_MAX_ORDER = 12
+NATIVE_THREADS_MIN_ATOMS = 1024
 
 
 def fft_size(minimum: int) -> int:
@@ -238,13 +246,81 @@ class _Spread(torch.autograd.Function):
         return grad_q, grad_u * charges[:, None], None, None
 
 
+def _native_library():
+    lib = load_library(str(NATIVE_SOURCE))
+    if lib is not None and not getattr(lib, "_lesmd_typed", False):
+        i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.mesh_spread_forward.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, c_int]
+        lib.mesh_spread_backward.argtypes = [ptr, ptr, ptr, i64, ptr, i64, ptr, ptr, ptr, c_int, i64]
+        lib.mesh_spread_forward.restype = lib.mesh_spread_backward.restype = c_int
+        lib._lesmd_typed = True
+    return lib
+
+
+def native_spread_available() -> bool:
+    """True when the C spreading kernel is compiled and loaded (see :mod:`lesmd.native`)."""
+    return _native_library() is not None
+
+
+@lru_cache(maxsize=32)
+def _native_arguments(shape: tuple[int, int, int], order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """int64 mesh shape and float64 (p, p) B-spline coefficients, as the C kernel takes them."""
+    return torch.tensor(shape, dtype=torch.int64), torch.as_tensor(_bspline_coefficients(order)).contiguous()
+
+
+class _NativeSpread(torch.autograd.Function):
+    """:class:`_Spread` by the C kernel ``mesh_spread.c``: one call forward, one backward. When a graph of the
+    gradient is requested, the backward differentiates the torch version instead (exact higher derivatives)."""
+
+    @staticmethod
+    def forward(ctx, charges, u, shape, order):  # noqa: D102
+        q, uu = charges.detach().contiguous(), u.detach().to(charges.dtype).contiguous()
+        size, coefficients = _native_arguments(shape, order)
+        mesh = q.new_zeros(shape)
+        status = _native_library().mesh_spread_forward(
+            _ptr(q), _ptr(uu), q.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(mesh),
+            int(q.dtype == torch.float64),
+        )  # fmt: skip
+        if status != 0:
+            raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+        ctx.save_for_backward(charges, u)
+        ctx.shape, ctx.order = shape, order
+        return mesh
+
+    @staticmethod
+    def backward(ctx, grad_mesh):  # noqa: D102
+        charges, u = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the gradient is wanted: differentiate the torch version
+            mesh = _Spread.apply(charges, u, ctx.shape, ctx.order)
+            grad_q, grad_u = torch.autograd.grad(mesh, (charges, u), grad_mesh, create_graph=True)
+            return grad_q, grad_u, None, None
+        q, uu = charges.detach().contiguous(), u.detach().to(charges.dtype).contiguous()
+        grad = grad_mesh.to(q.dtype).contiguous()
+        size, coefficients = _native_arguments(ctx.shape, ctx.order)
+        grad_q, grad_u = torch.empty_like(q), torch.empty_like(uu)
+        threads = torch.get_num_threads() if q.shape[0] >= NATIVE_THREADS_MIN_ATOMS else 1
+        status = _native_library().mesh_spread_backward(
+            _ptr(grad), _ptr(q), _ptr(uu), q.shape[0], _ptr(size), ctx.order, _ptr(coefficients), _ptr(grad_q),
+            _ptr(grad_u), int(q.dtype == torch.float64), threads,
+        )  # fmt: skip
+        if status != 0:
+            raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+        return grad_q, grad_u.to(u.dtype), None, None
+
+
+def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
 def spread(
-    charges: torch.Tensor, positions: torch.Tensor, inverse_cell: torch.Tensor, shape: tuple[int, int, int], order: int
-) -> torch.Tensor:
+    charges: torch.Tensor, positions: torch.Tensor, inverse_cell: torch.Tensor, shape: tuple[int, int, int],
+    order: int, native: bool = True,
+) -> torch.Tensor:  # fmt: skip
     """Charge mesh Q (K1,K2,K3) in e: Σ_i q_i Π_d M_p(u_id − k_d) with u = K · fractional coordinates.
 
-    From ``SORT_MIN_ATOMS`` charges on, atoms are visited in mesh order (sorted by their base mesh point) so that
-    scatter and gather stay local in memory; smaller meshes stay in cache anyway.
+    By the C kernel (:class:`_NativeSpread`) when ``native`` and it is available (CPU, float32/64); else by torch
+    operations (:class:`_Spread`), where from ``SORT_MIN_ATOMS`` charges on atoms are visited in mesh order (sorted
+    by their base mesh point) so that scatter and gather stay local in memory.
     """
     if min(shape) < order - 1:
         raise ValueError(f"mesh {shape} needs at least order − 1 = {order - 1} points per direction")
@@ -252,6 +328,11 @@ def spread(
         raise ValueError(f"mesh {shape} is too large (int32 indices)")
     sizes = torch.tensor(shape, dtype=positions.dtype, device=positions.device)
     u = (positions @ inverse_cell) * sizes
+    if (
+        native and u.device.type == "cpu" and charges.dtype in (torch.float32, torch.float64)
+        and order <= NATIVE_MAX_ORDER and _native_library() is not None
+    ):  # fmt: skip
+        return _NativeSpread.apply(charges, u, shape, order)
     if positions.shape[0] < SORT_MIN_ATOMS:
         return _Spread.apply(charges, u, shape, order)
     with torch.no_grad():

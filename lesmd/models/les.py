@@ -274,20 +274,26 @@ class LESModel(AtomisticModel):
         sr = self.short_range(species, *self._within(vectors, i, j, float(self.short_range.cutoff)))
         atomic = sr["atomic_energies"] + self.reference_energies.to(vectors.dtype)[species]
         if self.core_repulsion is not None or self.data_walls is not None:
-            vectors, i, j = self._pair_term_candidates(vectors, i, j)
-            if self.core_repulsion is not None:
-                atomic = atomic + self.core_repulsion(species, vectors, i, j)
-            if self.data_walls is not None:
-                atomic = atomic + self.data_walls(species, vectors, i, j)
+            near = self._pair_term_candidates(species, vectors, i, j)
+            if near.numel() > 0:  # in equilibrium MD usually none: then neither term is evaluated
+                vectors, i, j = vectors.index_select(0, near), i.index_select(0, near), j.index_select(0, near)
+                if self.core_repulsion is not None:
+                    atomic = atomic + self.core_repulsion(species, vectors, i, j)
+                if self.data_walls is not None:
+                    atomic = atomic + self.data_walls(species, vectors, i, j)
         return atomic, sr
 
-    def _pair_term_candidates(self, vectors, i, j):
-        """The edges shorter than the largest core-repulsion or data-wall cutoff (chosen on detached values, in
-        one pass for both terms): the pair terms only ever see these few edges, not the whole neighbour list."""
-        limit = max(float(term.table.max()) for term in (self.core_repulsion, self.data_walls) if term is not None)
+    def _pair_term_candidates(self, species, vectors, i, j) -> torch.Tensor:
+        """Indices of the edges shorter than their element pair's core-repulsion or data-wall cutoff, chosen on
+        detached values in one pass for both terms: the pair terms only ever see these few edges, and none at all
+        when no pair is that close."""
+        tables = [term.table for term in (self.core_repulsion, self.data_walls) if term is not None]
+        limit = torch.stack(tables).amax(0).to(vectors.dtype)  # (S, S) Å
+        n_species = limit.shape[0]
         with torch.no_grad():
-            near = ((vectors.detach() ** 2).sum(-1) < limit * limit).nonzero().squeeze(1)
-        return vectors.index_select(0, near), i.index_select(0, near), j.index_select(0, near)
+            pair = species.index_select(0, i) * n_species + species.index_select(0, j)
+            rc = limit.view(-1).index_select(0, pair)
+            return ((vectors.detach() ** 2).sum(-1) < rc * rc).nonzero().squeeze(1)
 
     def _charge_features(self, sr: dict, species, vectors, i, j) -> torch.Tensor:
         """Features of the latent-charge head: the short-range model's, else the own charge descriptor's."""

@@ -1,0 +1,155 @@
+/* Charge spreading of smooth PME (lesmd/les/mesh.py) and its adjoint, in plain C.
+ *
+ *   Q[k0, k1, k2] = Σ_i q_i Π_d M_p(u_id − k_d)   (periodic in k_d mod K_d)
+ *
+ * u: (N, 3) scaled fractional coordinates (K_d times the fractional coordinate), q: (N,) charges. With
+ * u = floor(u) + t, the B-spline weight of mesh point floor(u_d) − j is M_p(t + j) = Σ_k C[j, k] t^k (C: the
+ * (p, p) coefficient matrix of mesh._bspline_coefficients). The backward maps dE/dQ to dE/dq_i and dE/du_i.
+ *
+ * Per-atom arithmetic is in double precision; inputs and outputs are float or double. The forward is serial (atoms
+ * share mesh points); the backward (a gather) splits atoms over POSIX threads. mesh.py's torch version is the
+ * reference; tests compare both.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_ORDER 12
+
+static inline double load(const void *p, int64_t k, int is_double) {
+    return is_double ? ((const double *)p)[k] : (double)((const float *)p)[k];
+}
+
+/* Weights w[d][j] (and derivatives dw[d][j] = d/du when dw != NULL) and the wrapped mesh indices idx[d][j] of
+   the points floor(u_d) − j, for one atom. */
+static void atom_weights(const double u[3], const int64_t shape[3], int order, const double *coefficients,
+                         double w[3][MAX_ORDER], double dw[3][MAX_ORDER], int64_t idx[3][MAX_ORDER]) {
+    for (int d = 0; d < 3; d++) {
+        double base = floor(u[d]), t = u[d] - base;
+        double powers[MAX_ORDER];
+        powers[0] = 1.0;
+        for (int k = 1; k < order; k++) powers[k] = powers[k - 1] * t;
+        int64_t b = ((int64_t)base) % shape[d];
+        if (b < 0) b += shape[d];
+        for (int j = 0; j < order; j++) {
+            const double *c = coefficients + j * order;
+            double value = 0.0, slope = 0.0;
+            for (int k = 0; k < order; k++) value += c[k] * powers[k];
+            if (dw != NULL)
+                for (int k = 1; k < order; k++) slope += k * c[k] * powers[k - 1];
+            w[d][j] = value;
+            if (dw != NULL) dw[d][j] = slope;
+            int64_t m = b - j;
+            idx[d][j] = m < 0 ? m + shape[d] : m;
+        }
+    }
+}
+
+/* mesh (K0·K1·K2, zeroed by the caller) += Σ_i q_i Π_d w. */
+int mesh_spread_forward(const void *charges, const void *u, int64_t n_atoms, const int64_t *shape, int64_t order,
+                        const double *coefficients, void *mesh, int is_double) {
+    if (order < 2 || order > MAX_ORDER) return 1;
+    const int p = (int)order;
+    double w[3][MAX_ORDER];
+    int64_t idx[3][MAX_ORDER];
+    for (int64_t i = 0; i < n_atoms; i++) {
+        double ui[3] = {load(u, 3 * i, is_double), load(u, 3 * i + 1, is_double), load(u, 3 * i + 2, is_double)};
+        double q = load(charges, i, is_double);
+        atom_weights(ui, shape, p, coefficients, w, NULL, idx);
+        for (int a = 0; a < p; a++) {
+            double qa = q * w[0][a];
+            int64_t row_a = idx[0][a] * shape[1];
+            for (int b = 0; b < p; b++) {
+                double qab = qa * w[1][b];
+                int64_t row = (row_a + idx[1][b]) * shape[2];
+                if (is_double) {
+                    double *dst = (double *)mesh + row;
+                    for (int c = 0; c < p; c++) dst[idx[2][c]] += qab * w[2][c];
+                } else {
+                    float *dst = (float *)mesh + row;
+                    for (int c = 0; c < p; c++) dst[idx[2][c]] += (float)(qab * w[2][c]);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    const void *charges, *u, *grad_mesh;
+    void *grad_charges, *grad_u;
+    const int64_t *shape;
+    const double *coefficients;
+    int64_t first, last;
+    int order, is_double;
+} Job;
+
+static inline void store(void *p, int64_t k, double value, int is_double) {
+    if (is_double) ((double *)p)[k] = value;
+    else ((float *)p)[k] = (float)value;
+}
+
+/* dE/dq_i = Σ_k G_k Π_d w,  dE/du_id = q_i Σ_k G_k dw_d Π_{d'≠d} w  for atoms first..last−1. */
+static void *backward_range(void *arg) {
+    const Job *job = (const Job *)arg;
+    const int p = job->order, is_double = job->is_double;
+    const int64_t *shape = job->shape;
+    double w[3][MAX_ORDER], dw[3][MAX_ORDER];
+    int64_t idx[3][MAX_ORDER];
+    for (int64_t i = job->first; i < job->last; i++) {
+        double ui[3] = {load(job->u, 3 * i, is_double), load(job->u, 3 * i + 1, is_double),
+                        load(job->u, 3 * i + 2, is_double)};
+        double q = load(job->charges, i, is_double);
+        atom_weights(ui, shape, p, job->coefficients, w, dw, idx);
+        double sum = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0;
+        for (int a = 0; a < p; a++) {
+            int64_t row_a = idx[0][a] * shape[1];
+            double s_b = 0.0, s_db = 0.0, s_dc = 0.0; /* sums over b of w1·(Σ_c g w2), dw1·(…), w1·(Σ_c g dw2) */
+            for (int b = 0; b < p; b++) {
+                int64_t row = (row_a + idx[1][b]) * shape[2];
+                double g_w = 0.0, g_dw = 0.0;
+                for (int c = 0; c < p; c++) {
+                    double g = load(job->grad_mesh, row + idx[2][c], is_double);
+                    g_w += g * w[2][c];
+                    g_dw += g * dw[2][c];
+                }
+                s_b += w[1][b] * g_w;
+                s_db += dw[1][b] * g_w;
+                s_dc += w[1][b] * g_dw;
+            }
+            sum += w[0][a] * s_b;
+            d0 += dw[0][a] * s_b;
+            d1 += w[0][a] * s_db;
+            d2 += w[0][a] * s_dc;
+        }
+        store(job->grad_charges, i, sum, is_double);
+        store(job->grad_u, 3 * i, q * d0, is_double);
+        store(job->grad_u, 3 * i + 1, q * d1, is_double);
+        store(job->grad_u, 3 * i + 2, q * d2, is_double);
+    }
+    return NULL;
+}
+
+int mesh_spread_backward(const void *grad_mesh, const void *charges, const void *u, int64_t n_atoms,
+                         const int64_t *shape, int64_t order, const double *coefficients, void *grad_charges,
+                         void *grad_u, int is_double, int64_t n_threads) {
+    if (order < 2 || order > MAX_ORDER) return 1;
+    if (n_threads < 1 || n_atoms < 2) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    Job jobs[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int64_t t = 0; t < n_threads; t++) {
+        Job job = {charges, u, grad_mesh, grad_charges, grad_u, shape, coefficients,
+                   n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double};
+        jobs[t] = job;
+    }
+    for (int64_t t = 1; t < n_threads; t++) started[t] = pthread_create(&threads[t], NULL, backward_range, &jobs[t]) == 0;
+    backward_range(&jobs[0]);
+    for (int64_t t = 1; t < n_threads; t++) {
+        if (started[t]) pthread_join(threads[t], NULL);
+        else backward_range(&jobs[t]);
+    }
+    return 0;
+}
