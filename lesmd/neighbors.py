@@ -161,12 +161,12 @@ class VerletList:
 
     def __call__(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> Edges:
         """Candidate edges (all pairs within ``cutoff``, plus some up to ``cutoff + skin``), sorted by ``i``."""
+        # reuse needs finite positions within skin/2 of the (checked) reference and the identical cell, so NaN or
+        # inf input always falls through to the search, which rejects it
         if not self._valid(positions, cell, pbc):
             edges = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
             self._cache = (positions.detach().clone(), cell.detach().clone(), pbc.detach().clone(), edges)
             self.searches += 1
-        else:
-            _check_inputs(positions, cell, pbc)
         return self._cache[3]
 
 

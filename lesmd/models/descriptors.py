@@ -24,7 +24,9 @@ positions and cell. The learned radial mixing is applied to basis moments per at
 
 from __future__ import annotations
 
+import ctypes
 import math
+from pathlib import Path
 
 import torch
 
@@ -38,6 +40,12 @@ from lesmd.models.basis_moments import (  # noqa: F401 (re-exported: the descrip
     bessel_basis,
     cutoff_envelope,
 )
+from lesmd.native import load_library
+
+#: C source of the channel contractions (compiled by :mod:`lesmd.native`), and the number of atoms from which
+#: they use torch.get_num_threads() threads
+INVARIANTS_SOURCE = Path(__file__).resolve().parent / "moment_invariants.c"
+INVARIANTS_THREADS_MIN_ATOMS = 1024
 
 #: up to this many elements the basis moments carry one block per centre element, so that the element-pair
 #: radial weights act as one matrix product; beyond, a batched product with per-atom weights
@@ -71,6 +79,88 @@ def _trace_cubed_symmetric(m: torch.Tensor) -> torch.Tensor:
     cubes = a * a * a + b * b * b + c * c * c
     mixed = a * (dd + ee) + b * (dd + ff) + c * (ee + ff)
     return cubes + 1.5 * mixed + (3.0 / SQRT2) * d2 * e2 * f2
+
+
+def contract_invariants(a0: torch.Tensor, mixed: list[torch.Tensor]) -> torch.Tensor:
+    """Features (N, K + l_max·K' [+ 2K']) = [A_0, I_1, …, I_lmax, (T, P)] from A_0 (N, K) and the channel-mixed
+    moments [(C_L, N, parts, K')] of L = 1..l_max (4 parts for L = 1, 2; 2 for L = 3); see
+    :meth:`MomentDescriptor.invariants`. Torch operations, differentiable to any order."""
+    features = [a0]
+    parts = [m.unbind(2) for m in mixed]  # each (C_L, N, K')
+    for p in parts:
+        features.append((p[0] * p[1]).sum(0))
+    if len(parts) >= 2:
+        (_, _, u, u2), (_, _, v, v2) = parts[0], parts[1]
+        features.append(_bilinear_symmetric(u, v, u2))
+        features.append(_trace_cubed_symmetric(v2))
+    return torch.cat(features, dim=1)
+
+
+class _NativeInvariants(torch.autograd.Function):
+    """:func:`contract_invariants` (l_max = 3) by the C kernel; a requested gradient graph differentiates the torch
+    version instead."""
+
+    @staticmethod
+    def forward(ctx, a0, p1, p2, p3):  # noqa: D102
+        n_atoms, k = a0.shape
+        kp = p1.shape[-1]
+        inputs = [t.detach().contiguous() for t in (a0, p1, p2, p3)]
+        out = a0.new_empty(n_atoms, k + 5 * kp)
+        _invariants_library().moment_invariants_forward(
+            *(_pointer(t) for t in inputs), n_atoms, k, kp, _pointer(out), int(a0.dtype == torch.float64),
+            _threads(n_atoms),
+        )  # fmt: skip
+        ctx.save_for_backward(a0, p1, p2, p3)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        a0, p1, p2, p3 = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the gradient is wanted: differentiate the torch version
+            features = contract_invariants(a0, [p1, p2, p3])
+            return torch.autograd.grad(features, (a0, p1, p2, p3), grad, create_graph=True)
+        n_atoms, k = a0.shape
+        kp = p1.shape[-1]
+        inputs = [t.detach().contiguous() for t in (p1, p2, p3)]
+        grad = grad.contiguous()  # kept alive by the name until the kernel has read it
+        grads = [torch.empty_like(t) for t in (a0, *inputs)]
+        _invariants_library().moment_invariants_backward(
+            _pointer(grad), *(_pointer(t) for t in inputs), n_atoms, k, kp,
+            *(_pointer(g) for g in grads), int(a0.dtype == torch.float64), _threads(n_atoms),
+        )  # fmt: skip
+        return tuple(grads)
+
+
+def _invariants_library():
+    lib = load_library(str(INVARIANTS_SOURCE))
+    if lib is not None and not getattr(lib, "_lesmd_typed", False):
+        i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.moment_invariants_forward.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, ptr, c_int, i64]
+        lib.moment_invariants_backward.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, c_int, i64]
+        lib.moment_invariants_forward.restype = lib.moment_invariants_backward.restype = c_int
+        lib._lesmd_typed = True
+    return lib
+
+
+def _threads(n_atoms: int) -> int:
+    return torch.get_num_threads() if n_atoms >= INVARIANTS_THREADS_MIN_ATOMS else 1
+
+
+def _pointer(t: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def native_invariants_available(like: torch.Tensor | None = None) -> bool:
+    """True when the C contraction kernel is loaded (and suits tensors like ``like``: CPU, float32/64)."""
+    if like is not None and (like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64)):
+        return False
+    return _invariants_library() is not None
+
+
+def native_invariants(a0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor, p3: torch.Tensor) -> torch.Tensor:
+    """:func:`contract_invariants` for l_max = 3 by the C kernel (same numbers, two calls instead of ~150 small
+    operations); mixed moments p_L of shapes (3, N, 4, K'), (6, N, 4, K'), (10, N, 2, K')."""
+    return _NativeInvariants.apply(a0, p1, p2, p3)
 
 
 class MomentDescriptor(torch.nn.Module):
@@ -149,25 +239,21 @@ class MomentDescriptor(torch.nn.Module):
         Channels are first mixed linearly per angular order (learned, K → 2K' or 4K'), then contracted channel
         by channel, so the cost is linear in the number of channels:
         I_{L,k} = ⟨(A_L W_L)_k, (A_L W'_L)_k⟩ (L ≥ 1), T_k = (A_1 U)_kᵀ (A_2 V)_k (A_1 U')_k,
-        P_k = tr((A_2 V')_k³), plus A_{0,k}.
+        P_k = tr((A_2 V')_k³), plus A_{0,k}. The contractions run in the C kernel ``moment_invariants.c`` where
+        the basis moments do (eval mode; l_max = 3), else as torch operations (:func:`contract_invariants`).
         """
         kp = self.n_products
         n_atoms, k = moments[0].shape[1:]
-        features = [moments[0][0]]
         w = self.mixing.to(moments[0].dtype)
         mixed = []
         for L in range(1, self.l_max + 1):
             used = 4 if L <= 2 else 2  # L = 1, 2 also feed the order-4 invariants
             n_comp = moments[L].shape[0]
             wide = moments[L].view(n_comp * n_atoms, k) @ w[L - 1, :, : used * kp]
-            parts = wide.view(n_comp, n_atoms, used, kp).unbind(2)  # each (C_L, N, K')
-            mixed.append(parts)
-            features.append((parts[0] * parts[1]).sum(0))
-        if self.l_max >= 2:
-            (_, _, u, u2), (_, _, v, v2) = mixed[0], mixed[1]
-            features.append(_bilinear_symmetric(u, v, u2))
-            features.append(_trace_cubed_symmetric(v2))
-        return torch.cat(features, dim=1)
+            mixed.append(wide.view(n_comp, n_atoms, used, kp))
+        if self.l_max == 3 and self.native and not self.training and native_invariants_available(moments[0]):
+            return native_invariants(moments[0][0], *mixed)
+        return contract_invariants(moments[0][0], mixed)
 
     def forward(self, species: torch.Tensor, vectors: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """Invariant features (N, n_features) of every atom."""

@@ -168,9 +168,18 @@ class LESModel(AtomisticModel):
         return {z: float(e) for z, e in zip(self.species, self.reference_energies.tolist(), strict=True)}
 
     def species_indices(self, numbers: torch.Tensor) -> torch.Tensor:
-        """Map atomic numbers (N,) to species indices, ValueError for unknown elements."""
+        """Map atomic numbers (N,) to species indices, ValueError for unknown elements.
+
+        The last mapping is kept: MD passes the same numbers every step, and comparing their bytes is far
+        cheaper than checking and mapping them again."""
+        key = (numbers.device, numbers.dtype, numbers.detach().cpu().numpy().tobytes())
+        cached = getattr(self, "_species_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         self.check_species(numbers)
-        return self.species_index.to(numbers.device)[numbers]
+        species = self.species_index.to(numbers.device)[numbers]
+        self._species_cache = (key, species)
+        return species
 
     def forward(
         self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,

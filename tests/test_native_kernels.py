@@ -1,4 +1,5 @@
-"""The C kernel of the descriptor's basis moments against its torch reference, finite differences and the model.
+"""The C kernels of the descriptor (basis moments, channel contractions) against their torch references, finite
+differences and the model. (The mesh-spreading kernel is tested with the mesh, in test_mesh.py.)
 
 Also the plumbing of :mod:`lesmd.native`: compilation cache, ``LESMD_NATIVE=0``, and a clear fallback when no
 compiler works.
@@ -132,6 +133,56 @@ def test_default_model_is_the_same_with_and_without_the_kernel(shared_data):
     for key in props:
         assert torch.allclose(native[key], plain[key], rtol=0, atol=1e-10), key
     assert float(native["forces"].abs().max()) > 1.0
+
+
+def _mixed_moments(n_atoms=7, k=5, kp=4, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    a0 = torch.randn(n_atoms, k, generator=g, dtype=dtype)
+    shapes = [(3, n_atoms, 4, kp), (6, n_atoms, 4, kp), (10, n_atoms, 2, kp)]
+    return [a0] + [torch.randn(*s, generator=g, dtype=dtype) for s in shapes]
+
+
+def test_invariants_kernel_equals_torch_contractions_values_and_gradients():
+    from lesmd.models.descriptors import contract_invariants, native_invariants
+
+    inputs = [t.requires_grad_(True) for t in _mixed_moments()]
+    native = native_invariants(*inputs)
+    reference = contract_invariants(inputs[0], inputs[1:])
+    assert native.grad_fn.name().endswith("_NativeInvariantsBackward") and native.shape == (7, 5 + 5 * 4)
+    assert torch.allclose(native, reference, rtol=0, atol=1e-13) and float(reference.detach().abs().max()) > 1.0
+    weights = torch.randn(native.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    g_native = torch.autograd.grad((native * weights).sum(), inputs)
+    g_reference = torch.autograd.grad((reference * weights).sum(), inputs)
+    for a, b in zip(g_native, g_reference, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12) and float(b.abs().max()) > 0.1
+    f32 = native_invariants(*(t.detach().float() for t in inputs))
+    assert f32.dtype == torch.float32 and torch.allclose(f32.double(), reference.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_invariants_kernel_gradient_matches_finite_differences_to_second_order():
+    from lesmd.models.descriptors import native_invariants
+
+    inputs = tuple(t.requires_grad_(True) for t in _mixed_moments(n_atoms=2, k=2, kp=2, seed=4))
+    projections = torch.randn(2, 12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+
+    def features(*args):  # three random projections: every output enters, few backward passes
+        return torch.einsum("nf,nfk->k", native_invariants(*args), projections)
+
+    assert torch.autograd.gradcheck(features, inputs, eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradgradcheck(features, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_invariants_are_rotation_invariant_through_the_kernel():
+    """Rotating every edge vector leaves the descriptor's features (native path, eval mode) unchanged."""
+    from lesmd.models.descriptors import MomentDescriptor
+
+    torch.manual_seed(2)
+    descriptor = MomentDescriptor(2, 4.0, n_basis=6, n_channels=6, l_max=3, n_products=5).double().eval()
+    species, i, j, vectors = _random_graph(n_atoms=6, n_species=2, seed=6)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9)))
+    features = descriptor(species, vectors, i, j)
+    rotated = descriptor(species, vectors @ q.T, i, j)
+    assert torch.allclose(features, rotated, rtol=0, atol=1e-12) and float(features.abs().max()) > 1e-3
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:
