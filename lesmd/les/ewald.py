@@ -30,6 +30,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -232,15 +233,26 @@ def _prepare(
         raise ValueError("cell contains NaN or inf")
     if mode == "slab":
         return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
-    values = cell.detach().cpu().double().numpy()
-    lengths = np.linalg.norm(values, axis=1)
-    cell_volume = abs(float(np.linalg.det(values)))
-    if bool((lengths <= 0).any()) or cell_volume <= 1e-8 * float(lengths.prod()):
-        raise ValueError(f"cell is singular or degenerate (volume {cell_volume:.3g} Å³) for periodic boundaries")
+    _check_periodic_cell(cell.detach().cpu().double().numpy().tobytes())
     return charges, positions, cell, widths2, mode
 
 
+@functools.lru_cache(maxsize=64)
+def _check_periodic_cell(values: bytes) -> None:
+    """ValueError for a singular or degenerate cell (given as the bytes of its float64 values; cached, so MD at a
+    fixed cell checks it once)."""
+    cell = np.frombuffer(values, dtype=np.float64).reshape(3, 3)
+    lengths = np.linalg.norm(cell, axis=1)
+    cell_volume = abs(float(np.linalg.det(cell)))
+    if bool((lengths <= 0).any()) or cell_volume <= 1e-8 * float(lengths.prod()):
+        raise ValueError(f"cell is singular or degenerate (volume {cell_volume:.3g} Å³) for periodic boundaries")
+
+
 def _widths2(widths: float | torch.Tensor, n_atoms: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if isinstance(widths, (int, float)):  # one width for all (LES): checked in Python, one tensor operation
+        if not (math.isfinite(widths) and widths >= 0):
+            raise ValueError("widths must be finite and non-negative (Å)")
+        return torch.full((n_atoms,), float(widths) ** 2, dtype=dtype, device=device)
     w = torch.as_tensor(widths, dtype=dtype, device=device).detach()
     if w.ndim == 0:
         w = w.expand(n_atoms)

@@ -75,7 +75,12 @@ def mesh_shape(cell: torch.Tensor, spacing: float, order: int) -> tuple[int, int
     d_d = 2π/|b_d| is the spacing of the lattice planes normal to b_d, so the mesh resolves wave numbers up to
     π/``spacing`` along every reciprocal direction (all modes of a sphere of that radius are on the mesh).
     """
-    inverse = np.linalg.inv(cell.detach().cpu().double().numpy())  # columns: b_d / 2π
+    return _mesh_shape(cell.detach().cpu().double().numpy().tobytes(), float(spacing), int(order))
+
+
+@lru_cache(maxsize=64)
+def _mesh_shape(cell: bytes, spacing: float, order: int) -> tuple[int, int, int]:
+    inverse = np.linalg.inv(np.frombuffer(cell, dtype=np.float64).reshape(3, 3))  # columns: b_d / 2π
     plane_spacing = 1.0 / np.linalg.norm(inverse, axis=0)
     return tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in plane_spacing)
 
@@ -292,8 +297,7 @@ class _NativeSpread(torch.autograd.Function):
         charges, u = ctx.saved_tensors
         if torch.is_grad_enabled():  # a graph of the gradient is wanted: differentiate the torch version
             mesh = _Spread.apply(charges, u, ctx.shape, ctx.order)
-            grad_q, grad_u = torch.autograd.grad(mesh, (charges, u), grad_mesh, create_graph=True)
-            return grad_q, grad_u, None, None
+            return (*_grads_of(mesh, (charges, u), grad_mesh, ctx.needs_input_grad[:2]), None, None)
         q, uu = charges.detach().contiguous(), u.detach().to(charges.dtype).contiguous()
         grad = grad_mesh.to(q.dtype).contiguous()
         size, coefficients = _native_arguments(ctx.shape, ctx.order)
@@ -306,6 +310,14 @@ class _NativeSpread(torch.autograd.Function):
         if status != 0:
             raise RuntimeError(f"mesh_spread kernel failed (status {status})")
         return grad_q, grad_u.to(u.dtype), None, None
+
+
+def _grads_of(output: torch.Tensor, inputs: tuple, grad: torch.Tensor, needed: tuple) -> tuple:
+    """Gradients (with their graph) of ``output`` along ``grad`` w.r.t. the ``inputs`` marked in ``needed``; None
+    for the others: the double-backward path of the hand-written backward passes."""
+    wanted = [t for t, need in zip(inputs, needed, strict=True) if need]
+    grads = iter(torch.autograd.grad(output, wanted, grad, create_graph=True)) if wanted else iter(())
+    return tuple(next(grads) if need else None for need in needed)
 
 
 def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
@@ -511,6 +523,48 @@ def _mesh_setup(
     return _SETUP_CACHE[key]
 
 
+@lru_cache(maxsize=32)
+def _half_mesh_multiplicity(shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(K3//2 + 1,) number of full-mesh modes each rfft plane stands for: 1 for m3 = 0 (and m3 = K3/2), else 2."""
+    mult = torch.full((shape[2] // 2 + 1,), 2.0, dtype=dtype, device=device)
+    mult[0] = 1.0
+    if shape[2] % 2 == 0:
+        mult[-1] = 1.0
+    return mult
+
+
+def _weighted_power(mesh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ_m W(m) |FFT[Q](m)|² over the rfft half mesh, as plain differentiable torch operations."""
+    return (weights * torch.view_as_real(torch.fft.rfftn(mesh)).square().sum(-1)).sum()
+
+
+class _MeshPower(torch.autograd.Function):
+    """E = Σ_m W(m) |FFT[Q](m)|² (half mesh, W including the multiplicity of each rfft plane) with the
+    convolution backward of PME: ∂E/∂Q = 2 K1K2K3 · irfftn(G ⊙ FFT[Q]), G = W / multiplicity the weight of one
+    full-mesh mode (Essmann et al. 1995, Eq. 4.7–4.9); ∂E/∂W = |FFT[Q]|². One inverse FFT instead of the
+    complex-to-complex adjoint autograd would run. A requested gradient graph differentiates the plain expression.
+    """
+
+    @staticmethod
+    def forward(ctx, mesh, weights):  # noqa: D102
+        structure = torch.fft.rfftn(mesh.detach())
+        power = torch.view_as_real(structure).square().sum(-1)
+        ctx.save_for_backward(mesh, weights)
+        ctx.structure, ctx.power = structure, power
+        return (weights.detach() * power).sum()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        mesh, weights = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return _grads_of(_weighted_power(mesh, weights), (mesh, weights), grad, ctx.needs_input_grad)
+        shape = tuple(mesh.shape)
+        mode_weight = weights / _half_mesh_multiplicity(shape, weights.dtype, weights.device)
+        grad_mesh = torch.fft.irfftn(mode_weight * ctx.structure, s=shape) * (2.0 * math.prod(shape) * grad)
+        grad_weights = ctx.power * grad if ctx.needs_input_grad[1] else None
+        return grad_mesh, grad_weights
+
+
 def mesh_energy(
     charges: torch.Tensor,
     positions: torch.Tensor,
@@ -532,9 +586,8 @@ def mesh_energy(
     groups = tuple(float(w) for w in torch.unique(widths2.detach()).tolist())
     setup = _mesh_setup(cell, shape, order, (split2, k_on, k_cut), groups)
     if len(groups) == 1:
-        structure = torch.fft.rfftn(spread(charges, positions, setup.inverse, shape, order))
-        power = torch.view_as_real(structure).square().sum(-1)
-        return (setup.weights * power).sum() - (charges * charges).sum() * setup.corrections[0]
+        power = _MeshPower.apply(spread(charges, positions, setup.inverse, shape, order), setup.weights)
+        return power - (charges * charges).sum() * setup.corrections[0]
     structure, correction = None, positions.new_zeros(())
     for width2, form, coefficient in zip(groups, setup.forms, setup.corrections, strict=True):
         select = widths2 == width2

@@ -117,8 +117,9 @@ class _NativeInvariants(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         a0, p1, p2, p3 = ctx.saved_tensors
         if torch.is_grad_enabled():  # a graph of the gradient is wanted: differentiate the torch version
-            features = contract_invariants(a0, [p1, p2, p3])
-            return torch.autograd.grad(features, (a0, p1, p2, p3), grad, create_graph=True)
+            wanted = [t for t, need in zip((a0, p1, p2, p3), ctx.needs_input_grad, strict=True) if need]
+            grads = iter(torch.autograd.grad(contract_invariants(a0, [p1, p2, p3]), wanted, grad, create_graph=True))
+            return tuple(next(grads) if need else None for need in ctx.needs_input_grad)
         n_atoms, k = a0.shape
         kp = p1.shape[-1]
         inputs = [t.detach().contiguous() for t in (p1, p2, p3)]
