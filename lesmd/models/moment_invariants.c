@@ -28,13 +28,14 @@ typedef struct {
     static void *forward_##SUFFIX(void *arg) {                                                                      \
         const Job *job = (const Job *)arg;                                                                          \
         const int64_t n = job->n_atoms, k = job->k, kp = job->kp, width = k + 5 * kp;                             \
-        const T *a0 = (const T *)job->a0, *p1 = (const T *)job->p1, *p2 = (const T *)job->p2,                      \
-                *p3 = (const T *)job->p3;                                                                            \
-        T *out = (T *)job->out;                                                                                      \
+        const T *restrict a0 = (const T *)job->a0, *restrict p1 = (const T *)job->p1,                             \
+                *restrict p2 = (const T *)job->p2, *restrict p3 = (const T *)job->p3;                               \
+        T *restrict out = (T *)job->out;                                                                             \
         for (int64_t i = job->first; i < job->last; i++) {                                                          \
             T *row = out + i * width;                                                                                \
             for (int64_t c = 0; c < k; c++) row[c] = a0[i * k + c];                                                  \
-            T *i1 = row + k, *i2 = i1 + kp, *i3 = i2 + kp, *tt = i3 + kp, *pp = tt + kp;                            \
+            T *restrict i1 = row + k, *restrict i2 = i1 + kp, *restrict i3 = i2 + kp, *restrict tt = i3 + kp,      \
+              *restrict pp = tt + kp;                                                                                \
             for (int64_t q = 0; q < kp; q++) i1[q] = i2[q] = i3[q] = 0;                                              \
             for (int c = 0; c < 3; c++) {                                                                            \
                 const T *b = p1 + (c * n + i) * 4 * kp;                                                              \
@@ -74,9 +75,10 @@ typedef struct {
     static void *backward_##SUFFIX(void *arg) {                                                                     \
         const Job *job = (const Job *)arg;                                                                          \
         const int64_t n = job->n_atoms, k = job->k, kp = job->kp, width = k + 5 * kp;                             \
-        const T *p1 = (const T *)job->p1, *p2 = (const T *)job->p2, *p3 = (const T *)job->p3,                      \
-                *grad = (const T *)job->grad;                                                                        \
-        T *g0 = (T *)job->g0, *g1 = (T *)job->g1, *g2 = (T *)job->g2, *g3 = (T *)job->g3;                          \
+        const T *restrict p1 = (const T *)job->p1, *restrict p2 = (const T *)job->p2,                             \
+                *restrict p3 = (const T *)job->p3, *restrict grad = (const T *)job->grad;                           \
+        T *restrict g0 = (T *)job->g0, *restrict g1 = (T *)job->g1, *restrict g2 = (T *)job->g2,                  \
+          *restrict g3 = (T *)job->g3;                                                                               \
         for (int64_t i = job->first; i < job->last; i++) {                                                          \
             const T *row = grad + i * width;                                                                         \
             for (int64_t c = 0; c < k; c++) g0[i * k + c] = row[c];                                                  \
@@ -96,8 +98,8 @@ typedef struct {
                 T *gb = g3 + (c * n + i) * 2 * kp;                                                                   \
                 for (int64_t q = 0; q < kp; q++) gb[q] = d3[q] * b[kp + q], gb[kp + q] = d3[q] * b[q];             \
             }                                                                                                        \
-            const T *u[3], *w[3], *m[6], *s[6];                                                                      \
-            T *gu[3], *gw[3], *gm[6], *gs[6];                                                                        \
+            const T *restrict u[3], *restrict w[3], *restrict m[6], *restrict s[6];                                  \
+            T *restrict gu[3], *restrict gw[3], *restrict gm[6], *restrict gs[6];                                                                        \
             for (int c = 0; c < 3; c++) {                                                                            \
                 u[c] = p1 + (c * n + i) * 4 * kp + 2 * kp, w[c] = u[c] + kp;                                         \
                 gu[c] = g1 + (c * n + i) * 4 * kp + 2 * kp, gw[c] = gu[c] + kp;                                      \
