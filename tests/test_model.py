@@ -284,3 +284,23 @@ def test_born_effective_charges_do_not_depend_on_wrapping_atoms_into_the_cell(wa
     shifted[::3] += cell[0] - 2 * cell[2]  # move every third atom by lattice vectors
     assert torch.allclose(model.born_effective_charges(numbers, shifted, cell, pbc), z, atol=1e-9)
     assert torch.allclose(z.sum(0), torch.zeros(3, 3, dtype=torch.float64), atol=1e-9)  # acoustic sum rule
+
+
+def test_moment_network_gives_the_same_numbers_on_uncut_verlet_candidates(water, monkeypatch):
+    """MomentNetwork accepts the Verlet candidates (cutoff + skin) uncut: edges beyond the cutoff add exactly
+    nothing to energy, forces and stress; the graph really is larger."""
+    from lesmd.evaluate import evaluate
+    from lesmd.models.io import load_model
+
+    model = load_model(dtype=torch.float64)
+    inputs = (torch.tensor(water.numbers), torch.tensor(water.positions), torch.tensor(water.cell.array),
+              torch.tensor(water.pbc))  # fmt: skip
+    props = ("energy", "forces", "stress")
+    uncut = evaluate(model, *inputs, properties=props)
+    n_uncut = model._graph_edges(*inputs[1:]).i.shape[0]
+    monkeypatch.setattr(MomentNetwork, "accepts_longer_edges", False)
+    cut = evaluate(model, *inputs, properties=props)
+    n_cut = model._graph_edges(*inputs[1:]).i.shape[0]
+    assert n_uncut > 1.2 * n_cut
+    for key in props:
+        assert torch.allclose(uncut[key], cut[key], rtol=0, atol=1e-12), key

@@ -68,6 +68,10 @@ def bound_charges(q: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, wid
     Args:
         q: (N,) raw charges; lower, upper: (N,) per-atom bounds; width: saturation width w, e.
     """
+    with torch.no_grad():
+        inside = bool(((q <= upper) & (q >= lower)).all())
+    if inside:  # the usual case in MD (ranges enclose the training data): exactly q, with the identity gradient
+        return q
     above = upper + width * torch.tanh((q - upper).clamp(min=0.0) / width)
     below = lower - width * torch.tanh((lower - q).clamp(min=0.0) / width)
     return torch.where(q > upper, above, torch.where(q < lower, below, q))
@@ -189,7 +193,7 @@ class LESModel(AtomisticModel):
         pbc = torch.as_tensor(pbc, dtype=torch.bool)
         species = self.species_indices(numbers)
         # candidate pairs reused across MD steps while atoms move < skin/2; the graph holds the pairs within r_c
-        edges = edges_within(positions, cell, self.verlet_list(positions, cell, pbc), self.cutoff)
+        edges = self._graph_edges(positions, cell, pbc)
         vectors = edge_vectors(positions, cell, edges)
         out = self.forward_graph(
             species, vectors, edges.i, edges.j, positions, cell.unsqueeze(0), pbc.unsqueeze(0),
@@ -199,6 +203,16 @@ class LESModel(AtomisticModel):
             "energy": out["energy"][0], "energy_sr": out["energy_sr"][0], "energy_lr": out["energy_lr"][0],
             "charges": out["charges"],
         }  # fmt: skip
+
+    def _graph_edges(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor):
+        """Edges of the graph: the Verlet candidates (within cutoff + skin, reused across MD steps), cut to the
+        cutoff unless every consumer ignores longer edges exactly (a short-range model declaring
+        ``accepts_longer_edges``, whose terms vanish beyond its cutoff, and no separate charge descriptor); the
+        pair guards select their own short edges either way."""
+        candidates = self.verlet_list(positions, cell, pbc)
+        if getattr(self.short_range, "accepts_longer_edges", False) and self.charge_features is None:
+            return candidates
+        return edges_within(positions, cell, candidates, self.cutoff)
 
     def _within(self, vectors, i, j, cutoff):
         if cutoff >= self.cutoff:
@@ -271,7 +285,7 @@ class LESModel(AtomisticModel):
         """
         pbc = torch.as_tensor(pbc, dtype=torch.bool)
         species = self.species_indices(numbers)
-        edges = edges_within(positions, cell, self.verlet_list(positions, cell, pbc), self.cutoff)
+        edges = self._graph_edges(positions, cell, pbc)
         vectors, i, j = edge_vectors(positions, cell, edges), edges.i, edges.j
         atomic, sr = self._atomic_short_range(species, vectors, i, j)
         if not self.use_les:

@@ -9,6 +9,9 @@ Short-range interface (what ``LESModel`` needs from a short-range torch module):
     * ``"atomic_energies"``: (N,) eV (the model's part; per-element reference energies are added by LESModel);
     * optionally ``"features"``: (N, F) invariant features; when present, the latent-charge head reads them,
       otherwise LESModel gives the charge head its own :class:`MomentDescriptor`;
+- optionally a class attribute ``accepts_longer_edges = True`` when edges longer than ``cutoff`` contribute exactly
+  zero (energy and gradients): LESModel may then pass the candidate pairs of its Verlet list (up to cutoff + skin)
+  without cutting them to the cutoff first;
 - ``hyperparameters() -> dict`` of plain Python values such that ``cls(**hyperparameters())`` rebuilds it, and
   registration with :func:`register_short_range` so that model files can name it (loading never runs code from
   the file: it looks the name up in this registry).
@@ -78,6 +81,10 @@ class MomentNetwork(torch.nn.Module):
         n_basis, n_channels, l_max, avg_neighbors, n_products: see :class:`MomentDescriptor`.
         hidden: hidden layer widths of the readout MLP.
     """
+
+    #: edges beyond the cutoff contribute exactly nothing (every radial basis function carries the envelope, zero
+    #: with its derivatives from r_c on), so LESModel may pass its Verlet candidates without cutting them
+    accepts_longer_edges = True
 
     def __init__(
         self, species: list[int], cutoff: float = 5.0, n_basis: int = 8, n_channels: int = 32, l_max: int = 3,
