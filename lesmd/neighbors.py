@@ -12,7 +12,7 @@ Open boundaries: a zero cell is allowed when no direction is periodic (all shift
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ class Edges:
     shifts: torch.Tensor
     distinct_shifts: torch.Tensor | None = None
     shift_index: torch.Tensor | None = None
+    #: flat component indices of j, i and shift_index, built on first use by the edge-vector backward
+    _flat: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.distinct_shifts is None or self.shift_index is None:
@@ -115,12 +117,59 @@ def neighbor_list(
 
 
 def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, edges: Edges) -> torch.Tensor:
-    """Differentiable edge vectors r_ij = r_j − r_i + S_ij·h, shape (E, 3), Å."""
+    """Differentiable edge vectors r_ij = r_j − r_i + S_ij·h, shape (E, 3), Å (:class:`_EdgeVectors`)."""
+    cell = cell.to(positions.dtype)
+    if not (positions.requires_grad or cell.requires_grad) or not torch.is_grad_enabled():
+        return _plain_edge_vectors(positions, cell, edges)
+    return _EdgeVectors.apply(positions, cell, edges)
+
+
+def _plain_edge_vectors(positions: torch.Tensor, cell: torch.Tensor, edges: Edges) -> torch.Tensor:
     vectors = positions.index_select(0, edges.j) - positions.index_select(0, edges.i)  # faster than [] indexing
     if edges.periodic:
-        lattice = edges.distinct_shifts.to(positions.dtype) @ cell.to(positions.dtype)  # (U, 3)
+        lattice = edges.distinct_shifts.to(positions.dtype) @ cell  # (U, 3)
         vectors = vectors + lattice.index_select(0, edges.shift_index)
     return vectors
+
+
+def _flat_index(index: torch.Tensor) -> torch.Tensor:
+    """(E·3,) indices 3·index + (0, 1, 2) of the components of rows ``index`` of a flattened (·, 3) tensor."""
+    return (index[:, None] * 3 + torch.arange(3, device=index.device)).reshape(-1)
+
+
+class _EdgeVectors(torch.autograd.Function):
+    """r_ij = r_j − r_i + S_ij·h with a backward of flat one-dimensional index_adds.
+
+    Autograd's own backward of the row gathers (index_select on (N, 3) tensors) adds one row at a time; summing
+    the flattened components is ~4× faster for the (E, 3) gradients of MD-sized graphs. The backward is linear in
+    the incoming gradient and built from differentiable operations, so double backward works too.
+    """
+
+    @staticmethod
+    def forward(ctx, positions, cell, edges):  # noqa: D102
+        ctx.edges, ctx.n_atoms = edges, positions.shape[0]
+        ctx.save_for_backward(cell)
+        return _plain_edge_vectors(positions.detach(), cell.detach(), edges)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (cell,) = ctx.saved_tensors
+        edges = ctx.edges
+        flat = grad.reshape(-1)
+        if edges._flat is None:
+            edges._flat = (_flat_index(edges.j), _flat_index(edges.i), _flat_index(edges.shift_index))
+        flat_j, flat_i, flat_shift = edges._flat
+        grad_positions = grad_cell = None
+        if ctx.needs_input_grad[0]:
+            grad_positions = grad.new_zeros(ctx.n_atoms * 3).index_add_(0, flat_j, flat).index_add_(0, flat_i, -flat)
+            grad_positions = grad_positions.view(ctx.n_atoms, 3)
+        if ctx.needs_input_grad[1] and edges.periodic:
+            shifts = edges.distinct_shifts.to(grad.dtype)
+            lattice = grad.new_zeros(shifts.shape[0] * 3).index_add_(0, flat_shift, flat).view(-1, 3)
+            grad_cell = shifts.T @ lattice
+        elif ctx.needs_input_grad[1]:
+            grad_cell = torch.zeros_like(cell)
+        return grad_positions, grad_cell, None
 
 
 class VerletList:

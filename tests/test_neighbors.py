@@ -157,3 +157,23 @@ def test_distinct_lattice_shifts_rebuild_every_edge_shift_even_for_many_images_o
     assert torch.equal(subset.distinct_shifts[subset.shift_index], subset.shifts)
     open_edges = Edges(torch.tensor([0, 1]), torch.tensor([1, 0]), torch.zeros(2, 3))
     assert not open_edges.periodic
+
+
+def test_edge_vector_backward_is_exact_to_second_order_in_positions_and_cell():
+    """The flat index_add backward of edge_vectors against finite differences (gradcheck), and its own derivative
+    (gradgradcheck, as in a training loss with forces and stress); a small triclinic cell with many images."""
+    gen = torch.Generator().manual_seed(3)
+    cell = torch.tensor([[3.1, 0.2, 0.0], [0.4, 2.9, 0.1], [0.0, 0.3, 3.3]], dtype=torch.float64)
+    positions = torch.rand(4, 3, generator=gen, dtype=torch.float64) @ cell
+    edges = neighbor_list(positions, cell, torch.tensor([True] * 3), 3.5)
+    assert edges.periodic and len(edges.distinct_shifts) > 8
+    weights = torch.randn(edges.i.shape[0], 3, generator=gen, dtype=torch.float64)
+
+    def projected(pos, h):  # a nonlinear scalar of the vectors, so second derivatives are not all zero
+        vectors = edge_vectors(pos, h, edges)
+        return ((vectors * weights).sum(1) ** 2).sum(0, keepdim=True) + (vectors**3).sum(0)
+
+    inputs = (positions.clone().requires_grad_(True), cell.clone().requires_grad_(True))
+    assert edge_vectors(*inputs, edges).grad_fn.name().endswith("_EdgeVectorsBackward")
+    assert torch.autograd.gradcheck(projected, inputs)
+    assert torch.autograd.gradgradcheck(projected, inputs)
