@@ -50,10 +50,11 @@ from lesmd.units import EPSILON0
 #: Number of charges from which :func:`spread` visits atoms in mesh order (faster from ~4000 on, measured).
 SORT_MIN_ATOMS = 2048
 #: C source of the spreading kernel (compiled by :mod:`lesmd.native`), its largest B-spline order, and the
-#: number of charges from which its backward uses torch.get_num_threads() threads
+#: number of charges from which its backward uses torch.get_num_threads() threads (below, one: see
+#: lesmd.models.basis_moments.THREADS_MIN_EDGES on threads next to torch's OpenMP pool)
 NATIVE_SOURCE = Path(__file__).resolve().parent / "mesh_spread.c"
 NATIVE_MAX_ORDER = 12
-NATIVE_THREADS_MIN_ATOMS = 1024
+NATIVE_THREADS_MIN_ATOMS = 4096
 
 
 def fft_size(minimum: int) -> int:

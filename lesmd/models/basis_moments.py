@@ -91,8 +91,11 @@ def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
 SOURCE = Path(__file__).resolve().parent / "basis_moments.c"
 #: sizes the C kernel is compiled for (larger ones use the torch version)
 MAX_SPECIES, MAX_BASIS = 16, 32
-#: below this many edges one thread; above, torch.get_num_threads() threads
-THREADS_MIN_EDGES = 4096
+#: from this many edges on, torch.get_num_threads() threads; below, one. Extra threads started next to torch's
+#: OpenMP pool (whose idle workers keep spinning after each parallel operation) wait for a core: measured on a
+#: 2-core VM, 2 threads cost 4 ms more than 1 at 192 atoms (13k edges), break even at 1536 (140k edges) and save
+#: 80 ms at 12288 atoms (850k edges)
+THREADS_MIN_EDGES = 200_000
 
 
 def basis_moments_torch(

@@ -45,7 +45,7 @@ from lesmd.native import load_library
 #: C source of the channel contractions (compiled by :mod:`lesmd.native`), and the number of atoms from which
 #: they use torch.get_num_threads() threads
 INVARIANTS_SOURCE = Path(__file__).resolve().parent / "moment_invariants.c"
-INVARIANTS_THREADS_MIN_ATOMS = 1024
+INVARIANTS_THREADS_MIN_ATOMS = 4096
 
 #: up to this many elements the basis moments carry one block per centre element, so that the element-pair
 #: radial weights act as one matrix product; beyond, a batched product with per-atom weights
