@@ -9,10 +9,13 @@ Units: eV, Å, e, V/Å (see :mod:`lesmd.units`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
+from lesmd.les.lattice import volume
 from lesmd.les.response import (
     born_effective_charges,
     dipole_moment,
@@ -47,13 +50,20 @@ def validate_structure(numbers: torch.Tensor, positions: torch.Tensor, cell: tor
     if not torch.isfinite(positions).all():
         bad = int((~torch.isfinite(positions)).any(dim=1).nonzero()[0])
         raise ValueError(f"positions contain NaN or inf (first at atom {bad})")
-    if not torch.isfinite(cell).all():
+    _check_cell(cell.detach().cpu().double().numpy().tobytes(), tuple(bool(p) for p in pbc.tolist()))
+
+
+@functools.lru_cache(maxsize=64)
+def _check_cell(values: bytes, pbc: tuple[bool, bool, bool]) -> None:
+    """ValueError for a cell with NaN/inf or degenerate periodic lattice vectors (cached on the cell's bytes, so
+    MD at a fixed cell checks it once; numpy, since LAPACK calls on 3×3 torch tensors cost ~0.1 ms each)."""
+    cell = np.frombuffer(values, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(cell).all():
         raise ValueError("cell contains NaN or inf")
-    if bool(pbc.any()):
-        periodic = cell[pbc]
-        gram = periodic @ periodic.T
-        lengths = torch.linalg.norm(periodic, dim=1)
-        if bool((lengths < 1e-6).any()) or float(torch.linalg.det(gram)) <= 1e-12 * float(lengths.prod()) ** 2:
+    if any(pbc):
+        periodic = cell[list(pbc)]
+        lengths = np.linalg.norm(periodic, axis=1)
+        if bool((lengths < 1e-6).any()) or float(np.linalg.det(periodic @ periodic.T)) <= 1e-12 * lengths.prod() ** 2:
             raise ValueError(f"singular cell: periodic lattice vectors {periodic.tolist()} are degenerate")
 
 
@@ -140,7 +150,7 @@ def evaluate(
         "dipole": dipole.detach(),
     }
     if "polarization" in props:
-        results["polarization"] = dipole.detach() / torch.linalg.det(cell0).abs()
+        results["polarization"] = dipole.detach() / volume(cell0)
 
     inputs = [t for t, want in ((pos, need_forces), (strain, need_stress)) if want]
     if inputs:
@@ -150,7 +160,7 @@ def evaluate(
             results["forces"] = -grads[k].detach()
             k += 1
         if need_stress:
-            results["stress"] = grads[k].detach() / torch.linalg.det(cell0).abs()
+            results["stress"] = grads[k].detach() / volume(cell0)
     if need_bec or (field_by_bec and need_forces):
         if local:
             bec = model.born_effective_charges(numbers, pos.detach(), cell0, pbc, total_charge, epsilon_inf)
