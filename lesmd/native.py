@@ -6,7 +6,8 @@ system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into a cache dir
 processes. Each kernel has a torch reference implementation, which the tests compare against and which lesmd
 uses when no compiler is available (one warning) or when ``LESMD_NATIVE=0`` is set.
 
-Cache: ``$LESMD_CACHE_DIR``, else ``$XDG_CACHE_HOME/lesmd``, else ``~/.cache/lesmd``; the library name carries a
+Cache: ``$LESMD_CACHE_DIR``, else ``$XDG_CACHE_HOME/lesmd``, else ``~/.cache/lesmd`` (and, if that cannot be
+written, ``lesmd-<uid>`` in the system temporary directory); the library name carries a
 hash of the source, the compiler command and the CPU model, so a cache shared by different machines or versions
 never loads a stale or foreign build.
 """
@@ -40,6 +41,18 @@ def cache_dir() -> Path:
         return Path(os.environ["LESMD_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "lesmd"
+
+
+def _cache_dirs() -> list[Path]:
+    """:func:`cache_dir`, then a per-user directory under the system temporary directory (used when the first
+    cannot be created or written, e.g. a read-only home)."""
+    dirs = []
+    try:
+        dirs.append(cache_dir())
+    except RuntimeError:  # no home directory
+        pass
+    user = getattr(os, "getuid", lambda: "user")()
+    return dirs + [Path(tempfile.gettempdir()) / f"lesmd-{user}"]
 
 
 def _cpu_model() -> str:
@@ -81,12 +94,18 @@ def load_library(source_path: str) -> ctypes.CDLL | None:
         return None
     identity = (source.read_text(), compiler, " ".join(FLAGS), _cpu_model(), platform.machine())
     key = hashlib.sha256(b"\0".join(x.encode() for x in identity)).hexdigest()[:16]
-    target = cache_dir() / f"{source.stem}-{key}.so"
-    try:
-        if not target.exists():
-            _compile(source, target, compiler)
-        return ctypes.CDLL(str(target))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        warnings.warn(f"lesmd: native kernel {source.name} unavailable ({error}); using the torch kernels",
-                      stacklevel=2)  # fmt: skip
-        return None
+    errors = []
+    for directory in _cache_dirs():
+        target = directory / f"{source.stem}-{key}.so"
+        try:
+            if not target.exists():
+                _compile(source, target, compiler)
+            return ctypes.CDLL(str(target))
+        except RuntimeError as error:  # the compiler failed: another directory will not help
+            errors.append(str(error))
+            break
+        except (OSError, subprocess.SubprocessError) as error:
+            errors.append(f"{directory}: {error}")
+    warnings.warn(f"lesmd: native kernel {source.name} unavailable ({'; '.join(errors)}); using the torch kernels",
+                  stacklevel=2)  # fmt: skip
+    return None

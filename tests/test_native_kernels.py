@@ -215,3 +215,16 @@ def test_compiled_library_is_cached_and_reused(tmp_path):
     again = _run(code, LESMD_CACHE_DIR=str(tmp_path))
     assert again.stdout.strip() == "True" and sorted(tmp_path.iterdir()) == built
     assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
+    """A cache path that cannot be a directory (here: a regular file) does not cost the kernels: they are built
+    under the system temporary directory instead."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    (tmp_path / "tmp").mkdir()
+    code = "from lesmd.models.basis_moments import native_available; print(native_available())"
+    result = _run(code, LESMD_CACHE_DIR=str(blocked / "lesmd"), TMPDIR=str(tmp_path / "tmp"))
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+    built = list((tmp_path / "tmp").glob("lesmd-*/basis_moments-*.so"))
+    assert len(built) == 1 and "warn" not in result.stderr.lower()
