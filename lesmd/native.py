@@ -56,13 +56,15 @@ def _cache_dirs() -> list[Path]:
 
 
 def _cpu_model() -> str:
+    """The CPU's model name and instruction-set flags (what -march=native compiles for): virtual machines often
+    report a generic model name over different instruction sets, so the flags must enter the cache key too."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor()
+        return platform.processor()
+    model = next((line for line in lines if line.startswith("model name")), "")
+    flags = next((line for line in lines if line.startswith("flags")), "")
+    return f"{model}\n{flags}" if (model or flags) else platform.processor()
 
 
 def _compile(source: Path, target: Path, compiler: str) -> None:

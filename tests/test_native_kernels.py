@@ -228,3 +228,22 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
     built = list((tmp_path / "tmp").glob("lesmd-*/basis_moments-*.so"))
     assert len(built) == 1 and "warn" not in result.stderr.lower()
+
+
+def test_kernel_reports_sizes_beyond_its_limits_instead_of_writing_nothing():
+    """The C entry points return a status (1: sizes beyond the compiled limits), which the wrapper turns into a
+    named error; no silent zeros."""
+    from lesmd.models.basis_moments import _failure, _library, _pointer
+
+    species, i, j, vectors = _random_graph(n_atoms=5, n_species=2, seed=8)
+    vectors = vectors.contiguous()
+    offsets = torch.zeros(6, dtype=torch.int64)
+    torch.cumsum(torch.bincount(i, minlength=5), 0, out=offsets[1:])
+    out = torch.zeros(20, 5, 17 * 4, dtype=torch.float64)
+    neighbors, centres = species[j].contiguous(), torch.zeros(5, dtype=torch.int64)
+    status = _library().basis_moments_forward(
+        _pointer(vectors), _pointer(offsets), _pointer(neighbors), _pointer(centres), 5, 17, 1, 4, 3, 3.0,
+        _pointer(out), 1, 1,
+    )  # fmt: skip
+    assert status == 1 and float(out.abs().sum()) == 0.0
+    assert _failure(2) == "basis_moments kernel failed: out of memory for its work buffers (status 2)"

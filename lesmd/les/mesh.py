@@ -361,11 +361,7 @@ def _cached_factors(
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """B·mult, aliasing factor (both on the half mesh) and the integer mode numbers m_d, in dtype/device."""
     b, aliasing = _half_mesh_factors(shape, order)
-    half = shape[2] // 2 + 1
-    mult = torch.full((half,), 2.0, dtype=torch.float64)
-    mult[0] = 1.0
-    if shape[2] % 2 == 0:
-        mult[-1] = 1.0
+    mult = _half_mesh_multiplicity(shape, torch.float64, torch.device("cpu"))
     m = [torch.fft.fftfreq(shape[d], 1.0 / shape[d], dtype=dtype, device=device) for d in range(2)]
     m.append(torch.fft.rfftfreq(shape[2], 1.0 / shape[2], dtype=dtype, device=device))
     return (b * mult).to(dtype=dtype, device=device), (aliasing * mult).to(dtype=dtype, device=device), m

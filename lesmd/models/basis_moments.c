@@ -105,6 +105,7 @@ typedef struct {
     int64_t n_atoms, n_species, n_blocks, n_basis, l_max, first, last;
     double cutoff;
     int is_double;
+    int status; /* set by a worker: 2 = out of memory */
 } Job;
 
 static inline double load(const void *p, int64_t k, int is_double) {
@@ -133,6 +134,7 @@ static inline __attribute__((always_inline)) void forward_impl(const Job *job, c
     double *y = malloc(sizeof(double) * (most + 1) * N_COMP), *b = malloc(sizeof(double) * (most + 1) * padded);
     if (y == NULL || b == NULL) {
         free(y), free(b);
+        ((Job *)job)->status = 2;
         return;
     }
     Edge e;
@@ -238,7 +240,7 @@ static int run_split(Job job, int64_t n_threads, void *(*worker)(void *)) {
     if (n_threads == 1 || job.n_atoms < 2) {
         job.first = 0, job.last = job.n_atoms;
         worker(&job);
-        return 0;
+        return job.status;
     }
     Job jobs[64];
     pthread_t threads[64];
@@ -257,7 +259,10 @@ static int run_split(Job job, int64_t n_threads, void *(*worker)(void *)) {
         if (started[t]) pthread_join(threads[t], NULL);
         else worker(&jobs[t]); /* no thread: do its share here */
     }
-    return 0;
+    int status = 0;
+    for (int64_t t = 0; t < n_threads; t++)
+        if (jobs[t].status > status) status = jobs[t].status;
+    return status;
 }
 
 static int check(int64_t n_species, int64_t n_basis, int64_t l_max) {
@@ -265,7 +270,7 @@ static int check(int64_t n_species, int64_t n_basis, int64_t l_max) {
            && l_max <= 3;
 }
 
-/* Returns 0 on success, 1 for sizes beyond the compiled limits. */
+/* Return 0 on success, 1 for sizes beyond the compiled limits, 2 when work buffers cannot be allocated. */
 int basis_moments_forward(const void *vectors, const int64_t *offsets, const int64_t *neighbor_species,
                           const int64_t *centre_block, int64_t n_atoms, int64_t n_species, int64_t n_blocks,
                           int64_t n_basis, int64_t l_max, double cutoff, void *out, int is_double, int64_t n_threads) {

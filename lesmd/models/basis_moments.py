@@ -131,6 +131,11 @@ def basis_moments_torch(
     return g.transpose(0, 1).contiguous()
 
 
+def _failure(status: int) -> str:
+    reason = {1: "sizes beyond its compiled limits", 2: "out of memory for its work buffers"}.get(status, "error")
+    return f"basis_moments kernel failed: {reason} (status {status})"
+
+
 def _pointer(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
@@ -166,7 +171,7 @@ class _NativeBasisMoments(torch.autograd.Function):
             n_species, n_blocks, n_basis, l_max, cutoff, _pointer(out), int(vec.dtype == torch.float64), threads,
         )  # fmt: skip
         if status != 0:
-            raise RuntimeError(f"basis_moments kernel failed (status {status})")
+            raise RuntimeError(_failure(status))
         ctx.save_for_backward(vectors, centre_block, neighbor_species, i, offsets)
         ctx.sizes = sizes
         return out
@@ -189,7 +194,7 @@ class _NativeBasisMoments(torch.autograd.Function):
             int(vec.dtype == torch.float64), threads,
         )  # fmt: skip
         if status != 0:
-            raise RuntimeError(f"basis_moments kernel failed (status {status})")
+            raise RuntimeError(_failure(status))
         return grad_vectors, None, None, None, None, None
 
 
