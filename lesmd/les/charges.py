@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from lesmd.les.checks import all_finite
+
 
 def apply_total_charge(raw_charges: torch.Tensor, total_charge: float = 0.0) -> torch.Tensor:
     """Shift charges uniformly so that they sum to ``total_charge``.
@@ -29,7 +31,7 @@ def apply_total_charge(raw_charges: torch.Tensor, total_charge: float = 0.0) -> 
         raise ValueError(f"raw_charges must be a 1-D tensor of shape (N,), got {_describe(raw_charges)}")
     if raw_charges.numel() == 0:
         raise ValueError("raw_charges is empty: need at least one atom to carry the total charge")
-    if not torch.isfinite(raw_charges).all():
+    if not all_finite(raw_charges):
         raise ValueError("raw_charges contains NaN or inf")
     total_charge = float(total_charge)
     if not math.isfinite(total_charge):

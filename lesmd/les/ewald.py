@@ -37,7 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from lesmd.les import kspace, mesh, realspace, slab
+from lesmd.les import kspace, mesh, realspace, slab, uniform_mesh
+from lesmd.les.checks import all_finite
 from lesmd.les.lattice import volume
 from lesmd.les.potentials import background_energy, gaussian_self_energy, reciprocal_self_energy
 from lesmd.les.tuning import EwaldParameters, choose_parameters
@@ -95,7 +96,12 @@ def coulomb_energy(
         self_energy: add each Gaussian's own electrostatic energy k_e q_i²/(2√π s_i) (electrode convention;
             all widths must be positive). Default: self-interaction excluded.
     """
-    system = _prepare(charges, positions, cell, pbc, widths, accuracy, method)
+    _check_inputs(charges, positions, accuracy, method)
+    if not self_energy and isinstance(widths, (int, float)):
+        energy = _uniform_periodic_energy(charges, positions, cell, pbc, float(widths), accuracy, method)
+        if energy is not None:
+            return energy
+    system = _system(charges, positions, cell, pbc, widths, accuracy)
     q, pos, box, widths2, mode = system
     if mode == "open":
         energy = realspace.open_energy(q, pos, widths2)
@@ -184,6 +190,25 @@ def _periodic_energy(
     return energy
 
 
+def _uniform_periodic_energy(
+    charges: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor | None, pbc: Pbc, width: float,
+    accuracy: float, method: str,
+) -> torch.Tensor | None:  # fmt: skip
+    """The LES case in one autograd node (:mod:`lesmd.les.uniform_mesh`): 3-D periodic, one width wide enough for
+    a pure reciprocal sum, the mesh method, CPU. None when another path applies (inputs already checked)."""
+    if _mode(pbc) != "periodic" or not uniform_mesh.available(positions):
+        return None
+    width2 = _width2(width)
+    box, box_volume = _periodic_cell(cell, positions, pbc)
+    params = choose_parameters(width2, width2, box_volume, positions.shape[0], accuracy, method)
+    if params.method != "mesh" or params.split2 > 0.0:
+        return None
+    return uniform_mesh.uniform_mesh_energy(
+        charges.to(positions.dtype), positions, box, width2, params.split2, params.k_on, params.k_cut,
+        params.mesh_spacing, params.order,
+    )  # fmt: skip
+
+
 def _choose(system: tuple, accuracy: float, method: str) -> EwaldParameters:
     q, pos, box, widths2, _ = system
     w2 = widths2.detach()
@@ -201,6 +226,12 @@ def _prepare(
     method: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, str]:
     """Validate inputs; return charges, positions, cell (positions' dtype), widths² (N,) and the boundary mode."""
+    _check_inputs(charges, positions, accuracy, method)
+    return _system(charges, positions, cell, pbc, widths, accuracy)
+
+
+def _check_inputs(charges: torch.Tensor, positions: torch.Tensor, accuracy: float, method: str) -> None:
+    """ValueError naming the problem with the charges, positions, accuracy or method."""
     if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or positions.shape[1] != 3:
         raise ValueError(f"positions must be a tensor of shape (N, 3), got {_shape(positions)}")
     if not positions.is_floating_point():
@@ -210,49 +241,67 @@ def _prepare(
         raise ValueError("positions is empty: need at least one charge")
     if not isinstance(charges, torch.Tensor) or charges.shape != (n_atoms,):
         raise ValueError(f"charges must have shape ({n_atoms},) to match positions, got {_shape(charges)}")
-    if not torch.isfinite(positions).all():
+    if not all_finite(positions):
         raise ValueError("positions contain NaN or inf")
-    if not torch.isfinite(charges).all():
+    if not all_finite(charges):
         raise ValueError("charges contain NaN or inf")
     if not (isinstance(accuracy, (int, float)) and 0.0 < accuracy < 1.0):
         raise ValueError(f"accuracy must be a number in (0, 1), got {accuracy!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+
+
+def _system(
+    charges: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor | None, pbc: Pbc,
+    widths: float | torch.Tensor, accuracy: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, str]:  # fmt: skip
+    """Checked inputs → charges, positions, cell (positions' dtype), widths² (N,) and the boundary mode."""
     dtype, device = positions.dtype, positions.device
     charges = charges.to(dtype)
-    widths2 = _widths2(widths, n_atoms, dtype, device)
+    widths2 = _widths2(widths, positions.shape[0], dtype, device)
     mode = _mode(pbc)
     if mode == "open":
         return charges, positions, None, widths2, mode
+    if mode == "slab":
+        cell = _cell_tensor(cell, positions, pbc)
+        if not all_finite(cell):
+            raise ValueError("cell contains NaN or inf")
+        return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
+    return charges, positions, _periodic_cell(cell, positions, pbc)[0], widths2, mode
+
+
+def _cell_tensor(cell: torch.Tensor | None, positions: torch.Tensor, pbc: Pbc) -> torch.Tensor:
     if cell is None:
         raise ValueError(f"a cell is required for periodic boundaries (pbc={_pbc_tuple(pbc)})")
-    cell = torch.as_tensor(cell).to(dtype=dtype, device=device)
+    cell = torch.as_tensor(cell).to(dtype=positions.dtype, device=positions.device)
     if cell.shape != (3, 3):
         raise ValueError(f"cell must have shape (3, 3), got {tuple(cell.shape)}")
-    if not torch.isfinite(cell).all():
-        raise ValueError("cell contains NaN or inf")
-    if mode == "slab":
-        return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
-    _check_periodic_cell(cell.detach().cpu().double().numpy().tobytes())
-    return charges, positions, cell, widths2, mode
+    return cell
+
+
+def _periodic_cell(cell: torch.Tensor | None, positions: torch.Tensor, pbc: Pbc) -> tuple[torch.Tensor, float]:
+    """The checked 3-D periodic cell in the positions' dtype and its volume (Å³)."""
+    cell = _cell_tensor(cell, positions, pbc)
+    return cell, _check_periodic_cell(cell.detach().cpu().double().numpy().tobytes())
 
 
 @functools.lru_cache(maxsize=64)
-def _check_periodic_cell(values: bytes) -> None:
-    """ValueError for a singular or degenerate cell (given as the bytes of its float64 values; cached, so MD at a
-    fixed cell checks it once)."""
+def _check_periodic_cell(values: bytes) -> float:
+    """The volume (Å³) of a periodic cell given as the bytes of its float64 values; ValueError for NaN/inf or a
+    singular or degenerate cell (cached, so MD at a fixed cell checks it once)."""
     cell = np.frombuffer(values, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(cell).all():
+        raise ValueError("cell contains NaN or inf")
     lengths = np.linalg.norm(cell, axis=1)
     cell_volume = abs(float(np.linalg.det(cell)))
     if bool((lengths <= 0).any()) or cell_volume <= 1e-8 * float(lengths.prod()):
         raise ValueError(f"cell is singular or degenerate (volume {cell_volume:.3g} Å³) for periodic boundaries")
+    return cell_volume
 
 
 def _widths2(widths: float | torch.Tensor, n_atoms: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if isinstance(widths, (int, float)):  # one width for all (LES): checked in Python, one tensor operation
-        if not (math.isfinite(widths) and widths >= 0):
-            raise ValueError("widths must be finite and non-negative (Å)")
-        return torch.full((n_atoms,), float(widths) ** 2, dtype=dtype, device=device)
+        return torch.full((n_atoms,), _width2(widths), dtype=dtype, device=device)
     w = torch.as_tensor(widths, dtype=dtype, device=device).detach()
     if w.ndim == 0:
         w = w.expand(n_atoms)
@@ -261,6 +310,13 @@ def _widths2(widths: float | torch.Tensor, n_atoms: int, dtype: torch.dtype, dev
     if not torch.isfinite(w).all() or bool((w < 0).any()):
         raise ValueError("widths must be finite and non-negative (Å)")
     return (w * w).contiguous()
+
+
+def _width2(width: float) -> float:
+    """s² (Å²) of one common width s, ValueError unless finite and non-negative."""
+    if not (math.isfinite(width) and width >= 0):
+        raise ValueError("widths must be finite and non-negative (Å)")
+    return float(width) ** 2
 
 
 def _pbc_tuple(pbc: Pbc) -> tuple[bool, bool, bool]:

@@ -281,17 +281,9 @@ class _NativeSpread(torch.autograd.Function):
     @staticmethod
     def forward(ctx, charges, u, shape, order):  # noqa: D102
         q, uu = charges.detach().contiguous(), u.detach().to(charges.dtype).contiguous()
-        size, coefficients = _native_arguments(shape, order)
-        mesh = q.new_zeros(shape)
-        status = _native_library().mesh_spread_forward(
-            _ptr(q), _ptr(uu), q.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(mesh),
-            int(q.dtype == torch.float64),
-        )  # fmt: skip
-        if status != 0:
-            raise RuntimeError(f"mesh_spread kernel failed (status {status})")
         ctx.save_for_backward(charges, u)
         ctx.shape, ctx.order = shape, order
-        return mesh
+        return native_spread_forward(q, uu, shape, order)
 
     @staticmethod
     def backward(ctx, grad_mesh):  # noqa: D102
@@ -300,17 +292,46 @@ class _NativeSpread(torch.autograd.Function):
             mesh = _Spread.apply(charges, u, ctx.shape, ctx.order)
             return (*_grads_of(mesh, (charges, u), grad_mesh, ctx.needs_input_grad[:2]), None, None)
         q, uu = charges.detach().contiguous(), u.detach().to(charges.dtype).contiguous()
-        grad = grad_mesh.to(q.dtype).contiguous()
-        size, coefficients = _native_arguments(ctx.shape, ctx.order)
-        grad_q, grad_u = torch.empty_like(q), torch.empty_like(uu)
-        threads = torch.get_num_threads() if q.shape[0] >= NATIVE_THREADS_MIN_ATOMS else 1
-        status = _native_library().mesh_spread_backward(
-            _ptr(grad), _ptr(q), _ptr(uu), q.shape[0], _ptr(size), ctx.order, _ptr(coefficients), _ptr(grad_q),
-            _ptr(grad_u), int(q.dtype == torch.float64), threads,
-        )  # fmt: skip
-        if status != 0:
-            raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+        grad_q, grad_u = native_spread_backward(grad_mesh, q, uu, ctx.shape, ctx.order)
         return grad_q, grad_u.to(u.dtype), None, None
+
+
+def native_spread_forward(
+    charges: torch.Tensor, u: torch.Tensor, shape: tuple[int, int, int], order: int
+) -> torch.Tensor:
+    """Charge mesh (K1, K2, K3) by the C kernel, no autograd.
+
+    Args:
+        charges: (N,) e, contiguous; u: (N, 3) scaled fractional coordinates, contiguous, same dtype
+            (float32 or float64).
+    """
+    size, coefficients = _native_arguments(shape, order)
+    mesh = charges.new_zeros(shape)
+    status = _native_library().mesh_spread_forward(
+        _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(mesh),
+        int(charges.dtype == torch.float64),
+    )  # fmt: skip
+    if status != 0:
+        raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+    return mesh
+
+
+def native_spread_backward(
+    grad_mesh: torch.Tensor, charges: torch.Tensor, u: torch.Tensor, shape: tuple[int, int, int], order: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∂E/∂q (N,), ∂E/∂u (N, 3)) from ∂E/∂Q (K1, K2, K3) by the C kernel (the gather), no autograd; arguments
+    as :func:`native_spread_forward`."""
+    grad = grad_mesh.to(charges.dtype).contiguous()
+    size, coefficients = _native_arguments(shape, order)
+    grad_q, grad_u = torch.empty_like(charges), torch.empty_like(u)
+    threads = torch.get_num_threads() if charges.shape[0] >= NATIVE_THREADS_MIN_ATOMS else 1
+    status = _native_library().mesh_spread_backward(
+        _ptr(grad), _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(grad_q),
+        _ptr(grad_u), int(charges.dtype == torch.float64), threads,
+    )  # fmt: skip
+    if status != 0:
+        raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+    return grad_q, grad_u
 
 
 def _grads_of(output: torch.Tensor, inputs: tuple, grad: torch.Tensor, needed: tuple) -> tuple:

@@ -1,0 +1,174 @@
+"""How it is summed (3b): smooth PME for charges of one width (the LES case) as a single autograd node.
+
+The same energy as :func:`lesmd.les.mesh.mesh_energy` minus :func:`lesmd.les.potentials.reciprocal_self_energy`
+for equal widths s:
+
+    E = Σ_m W(m) |FFT[Q](m)|² − (C + c_self) Σ_i q_i²
+
+(W the half-mesh mode weights with e^(−k² s²) and the B-spline factors folded in, C the self-aliasing correction
+and c_self = k_e / (√(2π) W_ii) the reciprocal self term, all in :mod:`lesmd.les.mesh`), but forward and
+backward are each a handful of tensor operations instead of the ~130 of the composable version: at MD sizes
+(a few hundred atoms) the step is dominated by the fixed cost per operation, not by arithmetic.
+
+Gradients, with u = r X K (X = h⁻¹, K = diag(K1, K2, K3)) and ū the gather of ∂E/∂Q (:mod:`lesmd.les.mesh`):
+
+    ∂E/∂q_i = (gather of ∂E/∂Q)_i − 2 (C + c_self) q_i,      ∂E/∂Q = 2 K1K2K3 · irfftn(W/mult ⊙ FFT[Q])
+    ∂E/∂r = ū K Xᵀ,      X̄ = rᵀ ū K
+    ∂E/∂h = −Xᵀ (X̄ + 8π² X M̄) Xᵀ − (E_W + C̄ C) Xᵀ,     M̄ = Σ_m slope(m) [|FFT[Q](m)|² B mult + C̄ aliasing] m mᵀ
+
+with E_W = Σ W |FFT Q|², C̄ = −Σ q², and slope = ∂(weight)/∂k² at fixed volume (the derivation is that of
+:class:`lesmd.les.mesh._SingleWidthCellTerms`; k² = mᵀ M m with M = 4π² XᵀX, weights ∝ 1/V). The per-cell
+quantities are cached, so MD at a fixed cell computes them once. When a graph of the gradient is requested
+(forces or stress in a training loss), the backward differentiates the composable version instead, so higher
+derivatives are exact. CPU only (the spreading is the C kernel of :mod:`lesmd.les.mesh`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from lesmd.les import mesh
+from lesmd.les.potentials import reciprocal_self_energy
+
+
+@dataclass(frozen=True)
+class _UniformSetup:
+    """Per-cell quantities of the single-width mesh energy (no gradient)."""
+
+    scaled_inverse: torch.Tensor  # (3, 3) X K: u = r @ scaled_inverse
+    weights: torch.Tensor  # half mesh: W(m), multiplicity of the rfft planes included
+    convolution: torch.Tensor  # half mesh: 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
+    cell_slopes: torch.Tensor  # (6, half mesh): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
+    correction_slopes: np.ndarray  # (6,) float64: Σ_m m_a m_b ∂(aliasing correction of m)/∂k²
+    q2_coefficient: float  # C + c_self, eV/e²
+    correction: float  # C, eV/e²
+    inverse: np.ndarray  # (3, 3) float64 X
+    sizes: np.ndarray  # (3,) float64 K
+
+
+@lru_cache(maxsize=8)
+def _uniform_setup(
+    cell_bytes: bytes, dtype: torch.dtype, shape: tuple[int, int, int], order: int,
+    window: tuple[float, float, float], width2: float,
+) -> _UniformSetup:  # fmt: skip
+    cell = torch.from_numpy(np.frombuffer(cell_bytes, dtype=np.float64).reshape(3, 3).copy()).to(dtype)
+    s = mesh._single_width_setup(cell, shape, order, window, width2)
+    sizes = torch.tensor(shape, dtype=dtype)
+    mult = mesh._half_mesh_multiplicity(shape, dtype, cell.device)
+    self_coefficient = float(
+        reciprocal_self_energy(torch.ones(1, dtype=torch.float64), torch.full((1,), width2, dtype=torch.float64),
+                               window[0])  # fmt: skip
+    )
+    correction = float(s.correction)
+    slopes = s.mode_products * s.slope_weights.reshape(1, -1)
+    return _UniformSetup(
+        scaled_inverse=(s.inverse * sizes).contiguous(),
+        weights=s.weights.contiguous(),
+        convolution=(s.weights / mult * (2.0 * math.prod(shape))).contiguous(),
+        cell_slopes=slopes.contiguous(),
+        correction_slopes=(s.mode_products.double() @ s.slope_correction.double().reshape(-1)).numpy(),
+        q2_coefficient=correction + self_coefficient,
+        correction=correction,
+        inverse=s.inverse.double().numpy(),
+        sizes=np.asarray(shape, dtype=np.float64),
+    )
+
+
+class _UniformMeshEnergy(torch.autograd.Function):
+    """E(q, r, h) of the module docstring in one node; ``params`` = (shape, order, window, width2, spacing),
+    ``cell_bytes`` the bytes of the cell's float64 values (the key of the per-cell cache)."""
+
+    @staticmethod
+    def forward(ctx, charges, positions, cell, params, cell_bytes):  # noqa: D102
+        shape, order, window, width2, _ = params
+        s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
+        q = charges.detach().to(positions.dtype).contiguous()
+        u = (positions.detach() @ s.scaled_inverse).contiguous()
+        structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
+        power = torch.view_as_real(structure).square().sum(-1)
+        mode_energy = torch.dot(s.weights.view(-1), power.view(-1))
+        q2 = torch.dot(q, q)
+        ctx.save_for_backward(charges, positions, cell)
+        ctx.params, ctx.setup = params, s
+        ctx.state = (q, u, structure, power, float(mode_energy), float(q2))
+        return mode_energy - s.q2_coefficient * q2
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        charges, positions, cell = ctx.saved_tensors
+        needed = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # a graph of the gradient is wanted: differentiate the composable version
+            with torch.enable_grad():
+                energy = reference_energy(charges, positions, cell, ctx.params)
+            return (*mesh._grads_of(energy, (charges, positions, cell), grad, needed), None, None)
+        s, (q, u, structure, power, mode_energy, q2) = ctx.setup, ctx.state
+        shape, order = ctx.params[:2]
+        g = float(grad)
+        grad_mesh = torch.fft.irfftn(structure * s.convolution, s=shape)
+        grad_q, grad_u = mesh.native_spread_backward(grad_mesh, q, u, shape, order)  # per unit g
+        grad_charges = grad_positions = grad_cell = None
+        if needed[0]:
+            grad_charges = torch.add(grad_q, q, alpha=-2.0 * s.q2_coefficient).mul_(g).to(charges.dtype)
+        if needed[1]:
+            grad_positions = (grad_u @ s.scaled_inverse.T).mul_(g).to(positions.dtype)
+        if needed[2]:
+            grad_cell = torch.from_numpy(_cell_gradient(s, positions, grad_u, power, mode_energy, q2) * g)
+            grad_cell = grad_cell.to(cell.dtype)
+        return grad_charges, grad_positions, grad_cell, None, None
+
+
+def _cell_gradient(
+    s: _UniformSetup, positions: torch.Tensor, grad_u: torch.Tensor, power: torch.Tensor, mode_energy: float,
+    q2: float,
+) -> np.ndarray:  # fmt: skip
+    """∂E/∂h (3, 3) float64 for a unit incoming gradient (module docstring)."""
+    x = s.inverse
+    grad_x = (positions.detach().T @ grad_u).double().numpy() * s.sizes[None, :]  # X̄ through u = r X K
+    grad_correction = -q2
+    d = (s.cell_slopes @ power.reshape(-1)).double().numpy() + grad_correction * s.correction_slopes
+    d00, d11, d22, d01, d02, d12 = d
+    metric_grad = np.array([[d00, d01, d02], [d01, d11, d12], [d02, d12, d22]])
+    grad_x = grad_x + 8.0 * math.pi**2 * (x @ metric_grad)
+    volume_grad = mode_energy + grad_correction * s.correction
+    return -(x.T @ grad_x @ x.T) - volume_grad * x.T
+
+
+def reference_energy(
+    charges: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, params: tuple
+) -> torch.Tensor:
+    """The same energy by the composable operations of :mod:`lesmd.les.mesh` (differentiable to any order)."""
+    shape, order, (split2, k_on, k_cut), width2, spacing = params
+    widths2 = torch.full(charges.shape, width2, dtype=positions.dtype, device=positions.device)
+    q = charges.to(positions.dtype)
+    energy = mesh.mesh_energy(q, positions, cell, widths2, split2, k_on, k_cut, spacing, order)
+    return energy - reciprocal_self_energy(q, widths2, split2)
+
+
+def available(positions: torch.Tensor) -> bool:
+    """True when the single-node path can run: CPU float32/float64 and the C spreading kernel is loaded."""
+    return (
+        positions.device.type == "cpu" and positions.dtype in (torch.float32, torch.float64)
+        and mesh.native_spread_available()
+    )  # fmt: skip
+
+
+def uniform_mesh_energy(
+    charges: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, width2: float, split2: float,
+    k_on: float, k_cut: float, spacing: float, order: int,
+) -> torch.Tensor:  # fmt: skip
+    """Reciprocal mesh energy of equal-width charges, reciprocal self term removed; eV (scalar).
+
+    Args:
+        charges: (N,) e; positions: (N, 3) Å (CPU, see :func:`available`); cell: (3, 3) rows = lattice vectors, Å.
+        width2: the common per-charge variance s², Å²; split2: Ewald splitting variance a², Å²;
+        k_on, k_cut: reciprocal window, Å⁻¹; spacing: target mesh spacing, Å; order: B-spline order.
+    """
+    cell_bytes = cell.detach().double().numpy().tobytes()
+    shape = mesh._mesh_shape(cell_bytes, float(spacing), int(order))
+    params = (shape, int(order), (float(split2), float(k_on), float(k_cut)), float(width2), float(spacing))
+    return _UniformMeshEnergy.apply(charges, positions, cell, params, cell_bytes)

@@ -1,0 +1,151 @@
+"""The single-node mesh energy of equal-width charges (lesmd.les.uniform_mesh) against the composable mesh path,
+the direct k-sum, finite differences and autograd; and that les_energy takes it."""
+
+import math
+
+import pytest
+import torch
+
+from lesmd.les import uniform_mesh
+from lesmd.les.ewald import les_energy
+from lesmd.les.mesh import mesh_shape, native_spread_available
+from lesmd.les.tuning import choose_parameters
+
+F64 = torch.float64
+
+pytestmark = [
+    pytest.mark.usefixtures("single_thread"),
+    pytest.mark.skipif(not native_spread_available(), reason="needs the C spreading kernel (a C compiler)"),
+]
+
+
+def _system(n_atoms: int, seed: int = 0, dtype=F64):
+    gen = torch.Generator().manual_seed(seed)
+    length = (n_atoms / 0.1) ** (1.0 / 3.0)
+    cell = torch.eye(3, dtype=F64) * length
+    cell[1, 0], cell[2, 0], cell[2, 1], cell[0, 2] = 0.13 * length, -0.08 * length, 0.05 * length, 0.03 * length
+    positions = torch.rand(n_atoms, 3, generator=gen, dtype=F64) @ cell
+    positions = positions + 0.3 * length * torch.randn(n_atoms, 3, generator=gen, dtype=F64)  # outside the cell too
+    charges = torch.randn(n_atoms, generator=gen, dtype=F64)
+    return (charges - charges.mean()).to(dtype), positions.to(dtype), cell.to(dtype)
+
+
+def _params(cell, n_atoms, accuracy, width2=0.5):
+    p = choose_parameters(width2, width2, float(torch.linalg.det(cell.double()).abs()), n_atoms, accuracy, "mesh")
+    return (mesh_shape(cell, p.mesh_spacing, p.order), p.order, (p.split2, p.k_on, p.k_cut), width2, p.mesh_spacing)
+
+
+def _energy_and_grads(function, charges, positions, cell):
+    inputs = tuple(x.clone().requires_grad_(True) for x in (charges, positions, cell))
+    energy = function(*inputs)
+    return (energy.detach(), *torch.autograd.grad(energy, inputs))
+
+
+@pytest.mark.parametrize("accuracy", [1e-4, 1e-6, 1e-9])
+def test_single_node_equals_composable_mesh_in_energy_and_all_gradients(accuracy):
+    """Orders 6, 8 and 10; a triclinic cell; atoms outside the cell. Float64: equal to rounding."""
+    charges, positions, cell = _system(150, seed=1)
+    params = _params(cell, 150, accuracy)
+    fused = _energy_and_grads(lambda q, r, h: uniform_mesh._UniformMeshEnergy.apply(
+        q, r, h, params, h.detach().double().numpy().tobytes()), charges, positions, cell)  # fmt: skip
+    reference = _energy_and_grads(lambda q, r, h: uniform_mesh.reference_energy(q, r, h, params),
+                                  charges, positions, cell)  # fmt: skip
+    for a, b in zip(fused, reference, strict=True):
+        assert float((a - b).abs().max()) <= 1e-12 * max(float(b.abs().max()), 1.0)
+
+
+def test_les_energy_takes_the_single_node_and_matches_the_direct_sum():
+    """The LES call (periodic, one width, ≥ MESH_MIN_ATOMS charges, CPU) is one autograd node, and its energy,
+    forces and stress agree with the independent direct k-sum to the accuracy's bound."""
+    charges, positions, cell = _system(192, seed=2)
+    pos = positions.clone().requires_grad_(True)
+    strain = torch.zeros(3, 3, dtype=F64, requires_grad=True)
+    deform = torch.eye(3, dtype=F64) + strain
+    mesh = les_energy(charges, pos @ deform, cell @ deform, True)
+    assert "UniformMeshEnergy" in mesh.grad_fn.name()
+    f_mesh, s_mesh = torch.autograd.grad(mesh, (pos, strain))
+    direct = les_energy(charges, pos @ deform, cell @ deform, True, method="direct")
+    f_direct, s_direct = torch.autograd.grad(direct, (pos, strain))
+    scale = 14.4 * float((charges**2).sum())
+    assert abs(float(mesh - direct)) < 1e-6 * scale
+    assert float((f_mesh - f_direct).abs().max()) < 1e-4 * float(f_direct.abs().max())
+    assert float((s_mesh - s_direct).abs().max()) < 1e-4 * float(s_direct.abs().max())
+
+
+def test_cell_gradient_equals_finite_difference_of_the_energy():
+    charges, positions, cell = _system(120, seed=3)
+
+    def energy(h):
+        return les_energy(charges, positions, h, True, method="mesh")
+
+    h0 = cell.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy(h0), h0)
+    step = 1e-6
+    for a, b in [(0, 0), (1, 0), (2, 1), (0, 2)]:
+        dh = torch.zeros(3, 3, dtype=F64)
+        dh[a, b] = step
+        fd = float(energy(cell + dh) - energy(cell - dh)) / (2 * step)
+        assert float(grad[a, b]) == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+def test_gradcheck_and_double_backward():
+    """First derivatives by the hand-written backward, second by the composable recomputation: both exact."""
+    charges, positions, cell = _system(7, seed=4)
+    inputs = tuple(x.clone().requires_grad_(True) for x in (charges, positions, cell))
+
+    def energy(q, r, h):
+        return les_energy(q, r, h, True, accuracy=1e-3, method="mesh")
+
+    assert "UniformMeshEnergy" in energy(*inputs).grad_fn.name()
+    assert torch.autograd.gradcheck(energy, inputs, atol=1e-7)
+    assert torch.autograd.gradgradcheck(energy, inputs, atol=1e-6)
+
+
+def test_only_the_inputs_that_need_a_gradient_get_one():
+    charges, positions, cell = _system(120, seed=5)
+    r = positions.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(les_energy(charges, r, cell, True), r)
+    assert grad.shape == positions.shape and bool(torch.isfinite(grad).all())
+    q = charges.clone().requires_grad_(True)
+    (phi,) = torch.autograd.grad(les_energy(q, positions, cell, True), q)
+    direct_q = charges.clone().requires_grad_(True)
+    (phi_direct,) = torch.autograd.grad(les_energy(direct_q, positions, cell, True, method="direct"), direct_q)
+    assert float((phi - phi_direct).abs().max()) < 1e-4 * float(phi_direct.abs().max())
+
+
+def test_float32_agrees_with_float64():
+    charges, positions, cell = _system(192, seed=6)
+    results = [
+        _energy_and_grads(lambda q, r, h: les_energy(q, r, h, True), *(x.to(d) for x in (charges, positions, cell)))
+        for d in (torch.float32, F64)
+    ]
+    for a, b in zip(*results, strict=True):
+        assert float((a.double() - b).abs().max()) < 1e-4 * max(float(b.abs().max()), 1.0)
+
+
+def test_a_changed_cell_is_not_served_from_the_cache():
+    charges, positions, cell = _system(120, seed=7)
+    first = les_energy(charges, positions, cell, True)
+    stretched = cell * 1.02
+    fresh = uniform_mesh.reference_energy(charges, positions, stretched, _params(stretched, 120, 1e-6))
+    assert float(les_energy(charges, positions, stretched, True)) == pytest.approx(float(fresh), rel=1e-12)
+    assert float(les_energy(charges, positions, cell, True)) == float(first)
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [("positions", "positions contain NaN or inf"), ("charges", "charges contain NaN or inf"),
+     ("cell", "cell contains NaN or inf"), ("singular", "singular or degenerate")],
+)  # fmt: skip
+def test_bad_input_is_named(what, message):
+    charges, positions, cell = _system(120, seed=8)
+    if what == "positions":
+        positions[3, 1] = math.nan
+    elif what == "charges":
+        charges[5] = math.inf
+    elif what == "cell":
+        cell[1, 1] = math.nan
+    else:
+        cell[2] = cell[0] + cell[1]
+    with pytest.raises(ValueError, match=message):
+        les_energy(charges, positions, cell, True)
