@@ -38,12 +38,13 @@ from lesmd.les.potentials import reciprocal_self_energy
 
 @dataclass(frozen=True)
 class _UniformSetup:
-    """Per-cell quantities of the single-width mesh energy (no gradient)."""
+    """Per-cell quantities of the single-width mesh energy (no gradient), as numpy arrays in the positions' dtype
+    (the per-step arithmetic on them is a few numpy calls: microseconds, where each tensor operation costs ~10 µs)."""
 
-    scaled_inverse: torch.Tensor  # (3, 3) X K: u = r @ scaled_inverse
-    weights: torch.Tensor  # half mesh: W(m), multiplicity of the rfft planes included
-    convolution: torch.Tensor  # half mesh: 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
-    cell_slopes: torch.Tensor  # (6, half mesh): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
+    scaled_inverse: np.ndarray  # (3, 3) X K: u = r @ scaled_inverse
+    weights: np.ndarray  # (M,) half mesh, flat: W(m), multiplicity of the rfft planes included
+    convolution: np.ndarray  # (K1, K2, K3//2 + 1): 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
+    cell_slopes: np.ndarray  # (6, M): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
     correction_slopes: np.ndarray  # (6,) float64: Σ_m m_a m_b ∂(aliasing correction of m)/∂k²
     q2_coefficient: float  # C + c_self, eV/e²
     correction: float  # C, eV/e²
@@ -67,10 +68,10 @@ def _uniform_setup(
     correction = float(s.correction)
     slopes = s.mode_products * s.slope_weights.reshape(1, -1)
     return _UniformSetup(
-        scaled_inverse=(s.inverse * sizes).contiguous(),
-        weights=s.weights.contiguous(),
-        convolution=(s.weights / mult * (2.0 * math.prod(shape))).contiguous(),
-        cell_slopes=slopes.contiguous(),
+        scaled_inverse=(s.inverse * sizes).contiguous().numpy(),
+        weights=s.weights.reshape(-1).contiguous().numpy(),
+        convolution=(s.weights / mult * (2.0 * math.prod(shape))).contiguous().numpy(),
+        cell_slopes=slopes.contiguous().numpy(),
         correction_slopes=(s.mode_products.double() @ s.slope_correction.double().reshape(-1)).numpy(),
         q2_coefficient=correction + self_coefficient,
         correction=correction,
@@ -81,22 +82,25 @@ def _uniform_setup(
 
 class _UniformMeshEnergy(torch.autograd.Function):
     """E(q, r, h) of the module docstring in one node; ``params`` = (shape, order, window, width2, spacing),
-    ``cell_bytes`` the bytes of the cell's float64 values (the key of the per-cell cache)."""
+    ``cell_bytes`` the bytes of the cell's float64 values (the key of the per-cell cache). Charges and positions
+    are CPU tensors of one float dtype (see :func:`available`); the FFTs are torch's, the spreading is C and the
+    small arithmetic around them numpy."""
 
     @staticmethod
     def forward(ctx, charges, positions, cell, params, cell_bytes):  # noqa: D102
         shape, order, window, width2, _ = params
         s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
         q = charges.detach().to(positions.dtype).contiguous()
-        u = (positions.detach() @ s.scaled_inverse).contiguous()
-        structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
-        power = torch.view_as_real(structure).square().sum(-1)
-        mode_energy = torch.dot(s.weights.view(-1), power.view(-1))
-        q2 = torch.dot(q, q)
+        u = torch.from_numpy(positions.detach().numpy() @ s.scaled_inverse)
+        structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order)).numpy()
+        flat = structure.reshape(-1)
+        power = flat.real * flat.real + flat.imag * flat.imag  # |FFT Q|² on the half mesh, (M,)
+        mode_energy = float(s.weights @ power)
+        q2 = float(q.numpy() @ q.numpy())
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
-        ctx.state = (q, u, structure, power, float(mode_energy), float(q2))
-        return mode_energy - s.q2_coefficient * q2
+        ctx.state = (q, u, structure, power, mode_energy, q2)
+        return torch.tensor(mode_energy - s.q2_coefficient * q2, dtype=positions.dtype)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -109,13 +113,14 @@ class _UniformMeshEnergy(torch.autograd.Function):
         s, (q, u, structure, power, mode_energy, q2) = ctx.setup, ctx.state
         shape, order = ctx.params[:2]
         g = float(grad)
-        grad_mesh = torch.fft.irfftn(structure * s.convolution, s=shape)
+        grad_mesh = torch.fft.irfftn(torch.from_numpy(structure * s.convolution), s=shape)
         grad_q, grad_u = mesh.native_spread_backward(grad_mesh, q, u, shape, order)  # per unit g
         grad_charges = grad_positions = grad_cell = None
         if needed[0]:
-            grad_charges = torch.add(grad_q, q, alpha=-2.0 * s.q2_coefficient).mul_(g).to(charges.dtype)
+            value = (grad_q.numpy() - (2.0 * s.q2_coefficient) * q.numpy()) * g
+            grad_charges = torch.from_numpy(value).to(charges.dtype)
         if needed[1]:
-            grad_positions = (grad_u @ s.scaled_inverse.T).mul_(g).to(positions.dtype)
+            grad_positions = torch.from_numpy((grad_u.numpy() @ s.scaled_inverse.T) * g)
         if needed[2]:
             grad_cell = torch.from_numpy(_cell_gradient(s, positions, grad_u, power, mode_energy, q2) * g)
             grad_cell = grad_cell.to(cell.dtype)
@@ -123,14 +128,14 @@ class _UniformMeshEnergy(torch.autograd.Function):
 
 
 def _cell_gradient(
-    s: _UniformSetup, positions: torch.Tensor, grad_u: torch.Tensor, power: torch.Tensor, mode_energy: float,
+    s: _UniformSetup, positions: torch.Tensor, grad_u: torch.Tensor, power: np.ndarray, mode_energy: float,
     q2: float,
 ) -> np.ndarray:  # fmt: skip
     """∂E/∂h (3, 3) float64 for a unit incoming gradient (module docstring)."""
     x = s.inverse
-    grad_x = (positions.detach().T @ grad_u).double().numpy() * s.sizes[None, :]  # X̄ through u = r X K
+    grad_x = (positions.detach().numpy().T @ grad_u.numpy()).astype(np.float64) * s.sizes[None, :]  # X̄: u = r X K
     grad_correction = -q2
-    d = (s.cell_slopes @ power.reshape(-1)).double().numpy() + grad_correction * s.correction_slopes
+    d = (s.cell_slopes @ power).astype(np.float64) + grad_correction * s.correction_slopes
     d00, d11, d22, d01, d02, d12 = d
     metric_grad = np.array([[d00, d01, d02], [d01, d11, d12], [d02, d12, d22]])
     grad_x = grad_x + 8.0 * math.pi**2 * (x @ metric_grad)
