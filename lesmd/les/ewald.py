@@ -30,6 +30,7 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -198,15 +199,32 @@ def _uniform_periodic_energy(
     a pure reciprocal sum, the mesh method, CPU. None when another path applies (inputs already checked)."""
     if _mode(pbc) != "periodic" or not uniform_mesh.available(positions):
         return None
-    width2 = _width2(width)
-    box, box_volume = _periodic_cell(cell, positions, pbc)
-    params = choose_parameters(width2, width2, box_volume, positions.shape[0], accuracy, method)
-    if params.method != "mesh" or params.split2 > 0.0:
+    box = _cell_tensor(cell, positions, pbc)
+    cell_bytes = box.detach().numpy().astype(np.float64).tobytes()
+    params = _uniform_parameters(cell_bytes, positions.shape[0], _width2(width), accuracy, method)
+    if params is None:
         return None
     return uniform_mesh.uniform_mesh_energy(
-        charges.to(positions.dtype), positions, box, width2, params.split2, params.k_on, params.k_cut,
-        params.mesh_spacing, params.order,
+        charges.to(positions.dtype), positions, box, params.width2, params.split2, params.k_on, params.k_cut,
+        params.mesh_spacing, params.order, cell_bytes=cell_bytes,
     )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class _UniformParameters(EwaldParameters):
+    width2: float = 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform_parameters(
+    cell_bytes: bytes, n_atoms: int, width2: float, accuracy: float, method: str
+) -> _UniformParameters | None:
+    """Checked cell → mesh parameters of the single-node path, None when it does not apply (a split or the direct
+    sum); cached, so an MD step at a fixed cell pays one dictionary lookup."""
+    params = choose_parameters(width2, width2, _check_periodic_cell(cell_bytes), n_atoms, accuracy, method)
+    if params.method != "mesh" or params.split2 > 0.0:
+        return None
+    return _UniformParameters(**dataclasses.asdict(params), width2=width2)
 
 
 def _choose(system: tuple, accuracy: float, method: str) -> EwaldParameters:

@@ -164,7 +164,7 @@ def available(positions: torch.Tensor) -> bool:
 
 def uniform_mesh_energy(
     charges: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, width2: float, split2: float,
-    k_on: float, k_cut: float, spacing: float, order: int,
+    k_on: float, k_cut: float, spacing: float, order: int, cell_bytes: bytes | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Reciprocal mesh energy of equal-width charges, reciprocal self term removed; eV (scalar).
 
@@ -172,8 +172,10 @@ def uniform_mesh_energy(
         charges: (N,) e; positions: (N, 3) Å (CPU, see :func:`available`); cell: (3, 3) rows = lattice vectors, Å.
         width2: the common per-charge variance s², Å²; split2: Ewald splitting variance a², Å²;
         k_on, k_cut: reciprocal window, Å⁻¹; spacing: target mesh spacing, Å; order: B-spline order.
+        cell_bytes: the bytes of the cell's float64 values, when the caller has them already.
     """
-    cell_bytes = cell.detach().double().numpy().tobytes()
+    if cell_bytes is None:
+        cell_bytes = cell.detach().double().numpy().tobytes()
     shape = mesh._mesh_shape(cell_bytes, float(spacing), int(order))
     params = (shape, int(order), (float(split2), float(k_on), float(k_cut)), float(width2), float(spacing))
     return _UniformMeshEnergy.apply(charges, positions, cell, params, cell_bytes)
