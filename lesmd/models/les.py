@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from lesmd.les.response import enforce_acoustic_sum_rule
@@ -312,13 +313,25 @@ class LESModel(AtomisticModel):
         """Indices of the edges shorter than their element pair's core-repulsion or data-wall cutoff, chosen on
         detached values in one pass for both terms: the pair terms only ever see these few edges, and none at all
         when no pair is that close."""
-        tables = [term.table for term in (self.core_repulsion, self.data_walls) if term is not None]
-        limit = torch.stack(tables).amax(0).to(vectors.dtype)  # (S, S) Å
-        n_species = limit.shape[0]
+        if vectors.device.type == "cpu" and vectors.dtype in (torch.float32, torch.float64):
+            # numpy, with the per-edge cutoffs kept while the graph is the same (MD between Verlet-list rebuilds)
+            cached = getattr(self, "_pair_cutoff_cache", None)
+            if cached is None or cached[0] is not i or cached[1] is not j or cached[2] is not species:
+                cached = (i, j, species, self._pair_term_cutoffs(species, i, j).square().numpy())
+                self._pair_cutoff_cache = cached
+            v = vectors.detach().numpy()
+            return torch.from_numpy(np.flatnonzero(np.einsum("ij,ij->i", v, v) < cached[3]))
         with torch.no_grad():
-            pair = species.index_select(0, i) * n_species + species.index_select(0, j)
-            rc = limit.view(-1).index_select(0, pair)
+            rc = self._pair_term_cutoffs(species, i, j).to(vectors.dtype)
             return ((vectors.detach() ** 2).sum(-1) < rc * rc).nonzero().squeeze(1)
+
+    def _pair_term_cutoffs(self, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """(E,) float64 Å: the larger of the core-repulsion and data-wall cutoffs of each edge's element pair."""
+        tables = [term.table for term in (self.core_repulsion, self.data_walls) if term is not None]
+        limit = torch.stack(tables).amax(0).double()  # (S, S) Å
+        with torch.no_grad():
+            pair = species.index_select(0, i) * limit.shape[0] + species.index_select(0, j)
+            return limit.view(-1).index_select(0, pair)
 
     def _charge_features(self, sr: dict, species, vectors, i, j) -> torch.Tensor:
         """Features of the latent-charge head: the short-range model's, else the own charge descriptor's."""
