@@ -3,6 +3,8 @@
 The physics (kernels, self terms, neutralising background) is in :mod:`lesmd.les.potentials`; the summation
 methods are :mod:`lesmd.les.realspace` (pairs), :mod:`lesmd.les.kspace` (direct k-sum), :mod:`lesmd.les.mesh`
 (smooth PME) and :mod:`lesmd.les.slab` (2-D periodic correction); parameters come from :mod:`lesmd.les.tuning`.
+The LES case on the mesh (3-D periodic, one width, no real-space part, CPU) runs as a single autograd node
+(:mod:`lesmd.les.uniform_mesh`), the same energy with a fraction of the per-step overhead.
 
 LES (Cheng, npj Comput. Mater. 11, 80 (2025); Kim et al., arXiv:2412.15455) is the special case of equal widths
 s_i = σ/√2, i.e. the pair kernel k_e erf(r/(√2σ))/r, with the self-interaction removed:

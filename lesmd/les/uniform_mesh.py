@@ -38,13 +38,14 @@ from lesmd.les.potentials import reciprocal_self_energy
 
 @dataclass(frozen=True)
 class _UniformSetup:
-    """Per-cell quantities of the single-width mesh energy (no gradient), as numpy arrays in the positions' dtype
-    (the per-step arithmetic on them is a few numpy calls: microseconds, where each tensor operation costs ~10 µs)."""
+    """Per-cell quantities of the single-width mesh energy (no gradient) in the positions' dtype. The elementwise
+    per-step arithmetic on them is numpy (microseconds, where each tensor operation costs ~10 µs); matrix products
+    stay torch operations, because numpy's BLAS would start its own thread pool next to torch's."""
 
-    scaled_inverse: np.ndarray  # (3, 3) X K: u = r @ scaled_inverse
+    scaled_inverse: torch.Tensor  # (3, 3) X K: u = r @ scaled_inverse
     weights: np.ndarray  # (M,) half mesh, flat: W(m), multiplicity of the rfft planes included
     convolution: np.ndarray  # (K1, K2, K3//2 + 1): 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
-    cell_slopes: np.ndarray  # (6, M): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
+    cell_slopes: torch.Tensor  # (6, M): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
     correction_slopes: np.ndarray  # (6,) float64: Σ_m m_a m_b ∂(aliasing correction of m)/∂k²
     q2_coefficient: float  # C + c_self, eV/e²
     correction: float  # C, eV/e²
@@ -68,10 +69,10 @@ def _uniform_setup(
     correction = float(s.correction)
     slopes = s.mode_products * s.slope_weights.reshape(1, -1)
     return _UniformSetup(
-        scaled_inverse=(s.inverse * sizes).contiguous().numpy(),
+        scaled_inverse=(s.inverse * sizes).contiguous(),
         weights=s.weights.reshape(-1).contiguous().numpy(),
         convolution=(s.weights / mult * (2.0 * math.prod(shape))).contiguous().numpy(),
-        cell_slopes=slopes.contiguous().numpy(),
+        cell_slopes=slopes.contiguous(),
         correction_slopes=(s.mode_products.double() @ s.slope_correction.double().reshape(-1)).numpy(),
         q2_coefficient=correction + self_coefficient,
         correction=correction,
@@ -91,12 +92,12 @@ class _UniformMeshEnergy(torch.autograd.Function):
         shape, order, window, width2, _ = params
         s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
         q = charges.detach().to(positions.dtype).contiguous()
-        u = torch.from_numpy(positions.detach().numpy() @ s.scaled_inverse)
+        u = positions.detach() @ s.scaled_inverse
         structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order)).numpy()
         flat = structure.reshape(-1)
         power = flat.real * flat.real + flat.imag * flat.imag  # |FFT Q|² on the half mesh, (M,)
-        mode_energy = float(s.weights @ power)
-        q2 = float(q.numpy() @ q.numpy())
+        mode_energy = float(np.einsum("m,m->", s.weights, power))  # einsum: numpy's own loop, no BLAS threads
+        q2 = float(np.einsum("i,i->", q.numpy(), q.numpy()))
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
         ctx.state = (q, u, structure, power, mode_energy, q2)
@@ -120,7 +121,7 @@ class _UniformMeshEnergy(torch.autograd.Function):
             value = (grad_q.numpy() - (2.0 * s.q2_coefficient) * q.numpy()) * g
             grad_charges = torch.from_numpy(value).to(charges.dtype)
         if needed[1]:
-            grad_positions = torch.from_numpy((grad_u.numpy() @ s.scaled_inverse.T) * g)
+            grad_positions = (grad_u @ s.scaled_inverse.T).mul_(g)
         if needed[2]:
             grad_cell = torch.from_numpy(_cell_gradient(s, positions, grad_u, power, mode_energy, q2) * g)
             grad_cell = grad_cell.to(cell.dtype)
@@ -133,9 +134,9 @@ def _cell_gradient(
 ) -> np.ndarray:  # fmt: skip
     """∂E/∂h (3, 3) float64 for a unit incoming gradient (module docstring)."""
     x = s.inverse
-    grad_x = (positions.detach().numpy().T @ grad_u.numpy()).astype(np.float64) * s.sizes[None, :]  # X̄: u = r X K
+    grad_x = (positions.detach().T @ grad_u).double().numpy() * s.sizes[None, :]  # X̄ through u = r X K
     grad_correction = -q2
-    d = (s.cell_slopes @ power).astype(np.float64) + grad_correction * s.correction_slopes
+    d = torch.mv(s.cell_slopes, torch.from_numpy(power)).double().numpy() + grad_correction * s.correction_slopes
     d00, d11, d22, d01, d02, d12 = d
     metric_grad = np.array([[d00, d01, d02], [d01, d11, d12], [d02, d12, d22]])
     grad_x = grad_x + 8.0 * math.pi**2 * (x @ metric_grad)
