@@ -304,3 +304,37 @@ def test_moment_network_gives_the_same_numbers_on_uncut_verlet_candidates(water,
     assert n_uncut > 1.2 * n_cut
     for key in props:
         assert torch.allclose(uncut[key], cut[key], rtol=0, atol=1e-12), key
+
+
+def test_single_structure_forward_equals_the_batched_graph_of_training(shared_data):
+    """LESModel.forward (MD: one structure, LES mesh energy as one autograd node) and forward_graph (training:
+    several structures in one graph, batch bookkeeping) give the same energies and charges, neutral and charged."""
+    from lesmd.models.io import load_model
+    from lesmd.neighbors import edge_vectors, neighbor_list
+
+    model = load_model(None, dtype=torch.float64).eval()
+    frames = ase.io.read(shared_data / "water_rpbe_d3_bec_100.xyz", ":2")
+    totals = [0.0, 0.5]
+    parts = {"species": [], "vectors": [], "i": [], "j": [], "positions": [], "cells": [], "pbcs": []}
+    singles, offset = [], 0
+    for atoms, total in zip(frames, totals, strict=True):
+        numbers, positions = torch.tensor(atoms.numbers), torch.tensor(atoms.positions)
+        cell, pbc = torch.tensor(atoms.cell.array), torch.tensor(atoms.pbc)
+        singles.append(model(numbers, positions, cell, pbc, total_charge=total))
+        edges = neighbor_list(positions, cell, pbc, model.cutoff)
+        values = {"species": model.species_indices(numbers), "vectors": edge_vectors(positions, cell, edges),
+                  "i": edges.i + offset, "j": edges.j + offset, "positions": positions, "cells": cell, "pbcs": pbc}
+        for key, value in values.items():
+            parts[key].append(value)
+        offset += len(atoms)
+    batched = model.forward_graph(
+        torch.cat(parts["species"]), torch.cat(parts["vectors"]), torch.cat(parts["i"]), torch.cat(parts["j"]),
+        torch.cat(parts["positions"]), torch.stack(parts["cells"]), torch.stack(parts["pbcs"]),
+        torch.tensor([len(a) for a in frames]), totals,
+    )  # fmt: skip
+    assert abs(float(batched["charges"][192:].sum()) - 0.5) < 1e-10
+    for k, single in enumerate(singles):
+        for key in ("energy", "energy_sr", "energy_lr"):
+            assert float(batched[key][k]) == pytest.approx(float(single[key]), rel=0, abs=1e-8), key
+        assert torch.allclose(batched["charges"][192 * k : 192 * (k + 1)], single["charges"], rtol=0, atol=1e-12)
+    assert abs(float(singles[1]["energy_lr"] - singles[0]["energy_lr"])) > 1e-3  # different frames, charges
