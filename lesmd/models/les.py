@@ -22,7 +22,6 @@ import torch
 
 from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
-from lesmd.models.charge_head import fused_head_applies, latent_charges
 from lesmd.models.repulsion import CoreRepulsion, DataWall
 from lesmd.models.shortrange import MomentNetwork, mlp
 from lesmd.neighbors import VerletList, edge_vectors, edges_within, neighbor_list
@@ -203,8 +202,8 @@ class LESModel(AtomisticModel):
         if not self.use_les:
             return {"energy": energy_sr, "energy_sr": energy_sr, "energy_lr": torch.zeros_like(energy_sr),
                     "charges": vectors.new_zeros(species.shape[0])}  # fmt: skip
-        charges = self._charges(self._charge_features(sr, species, vectors, edges.i, edges.j), species,
-                                float(total_charge))  # fmt: skip
+        raw = self._latent_charges(self._charge_features(sr, species, vectors, edges.i, edges.j), species)
+        charges = _apply_total_charge(raw, float(total_charge))
         energy_lr = _les_energy(charges, positions, cell, pbc, self.sigma, **self.les_options).to(energy_sr.dtype)
         return {"energy": energy_sr + energy_lr, "energy_sr": energy_sr, "energy_lr": energy_lr, "charges": charges}
 
@@ -342,15 +341,6 @@ class LESModel(AtomisticModel):
             features = cf(species, *self._within(vectors, i, j, cf.cutoff))["features"]
         return features
 
-    def _charges(self, features: torch.Tensor, species: torch.Tensor, total_charge: float) -> torch.Tensor:
-        """Charges (N,) e of one structure: head, bound and total-charge shift, as one autograd node
-        (:mod:`lesmd.models.charge_head`) where it applies, else by the composable modules."""
-        if fused_head_applies(self.charge_head, features):
-            bounds = self._atom_bounds(species)
-            return latent_charges(self.charge_head, features, None if bounds is None else (*bounds,
-                                  self.charge_width), total_charge)  # fmt: skip
-        return _apply_total_charge(self._latent_charges(features, species), total_charge)
-
     def _latent_charges(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         raw = self.charge_head(features).squeeze(-1)
         if self.charge_bound is None or self._charges_inside(raw, species):
@@ -358,27 +348,21 @@ class LESModel(AtomisticModel):
         bounds = self.charge_range.to(raw.dtype)[species]
         return bound_charges(raw, bounds[:, 0], bounds[:, 1], self.charge_width)
 
-    def _atom_bounds(self, species: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per-atom (lower, upper) charge bounds, float64 numpy, kept for the last species vector; None without a
-        bound or off the CPU."""
-        if self.charge_bound is None or species.device.type != "cpu":
-            return None
+    def _charges_inside(self, raw: torch.Tensor, species: torch.Tensor) -> bool:
+        """Whether every raw charge lies inside its element's range (then :func:`bound_charges` is the identity),
+        checked in numpy on the CPU with per-atom bounds kept for the last species vector (a few µs, against
+        ~10 tensor operations)."""
+        if raw.device.type != "cpu" or raw.dtype not in (torch.float32, torch.float64):
+            return False
         key = species.numpy().tobytes()
         cached = getattr(self, "_bounds_cache", None)
         if cached is None or cached[0] != key:
-            table = self.charge_range.double().numpy()[species.numpy()]
-            cached = (key, (table[:, 0].copy(), table[:, 1].copy()))
+            table = self.charge_range.double().numpy()
+            cached = (key, table[species.numpy()])
             self._bounds_cache = cached
-        return cached[1]
-
-    def _charges_inside(self, raw: torch.Tensor, species: torch.Tensor) -> bool:
-        """Whether every raw charge lies inside its element's range (then :func:`bound_charges` is the identity),
-        checked in numpy on the CPU (a few µs, against ~10 tensor operations)."""
-        bounds = self._atom_bounds(species)
-        if bounds is None or raw.dtype not in (torch.float32, torch.float64):
-            return False
         q = raw.detach().numpy()
-        return bool(((q >= bounds[0]) & (q <= bounds[1])).all())
+        bounds = cached[1]
+        return bool(((q >= bounds[:, 0]) & (q <= bounds[:, 1])).all())
 
     def born_effective_charges(
         self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
