@@ -341,7 +341,7 @@ def _width2(width: float) -> float:
 
 def _pbc_tuple(pbc: Pbc) -> tuple[bool, bool, bool]:
     if isinstance(pbc, torch.Tensor):
-        values = pbc.detach().cpu().reshape(-1).tolist()
+        values = (pbc if pbc.dim() == 1 else pbc.reshape(-1)).tolist()
     elif isinstance(pbc, (bool, int)):
         values = [bool(pbc)] * 3
     else:

@@ -51,6 +51,7 @@ class _UniformSetup:
     correction: float  # C, eV/e²
     inverse: np.ndarray  # (3, 3) float64 X
     sizes: np.ndarray  # (3,) float64 K
+    cell_map: np.ndarray  # (9, 15) float64: ∂E/∂h from (rᵀ ū, slope sums), see _cell_map
 
 
 @lru_cache(maxsize=8)
@@ -78,6 +79,7 @@ def _uniform_setup(
         correction=correction,
         inverse=s.inverse.double().numpy(),
         sizes=np.asarray(shape, dtype=np.float64),
+        cell_map=_cell_map(s.inverse.double().numpy(), np.asarray(shape, dtype=np.float64)),
     )
 
 
@@ -132,16 +134,30 @@ def _cell_gradient(
     s: _UniformSetup, positions: torch.Tensor, grad_u: torch.Tensor, power: np.ndarray, mode_energy: float,
     q2: float,
 ) -> np.ndarray:  # fmt: skip
-    """∂E/∂h (3, 3) float64 for a unit incoming gradient (module docstring)."""
-    x = s.inverse
-    grad_x = (positions.detach().T @ grad_u).double().numpy() * s.sizes[None, :]  # X̄ through u = r X K
+    """∂E/∂h (3, 3) float64 for a unit incoming gradient: the per-cell linear map of :func:`_cell_gradient_terms`
+    applied to X̄' = rᵀ ū, the slope sums and the volume term (three numpy calls, not fifteen)."""
     grad_correction = -q2
-    d = torch.mv(s.cell_slopes, torch.from_numpy(power)).double().numpy() + grad_correction * s.correction_slopes
-    d00, d11, d22, d01, d02, d12 = d
-    metric_grad = np.array([[d00, d01, d02], [d01, d11, d12], [d02, d12, d22]])
-    grad_x = grad_x + 8.0 * math.pi**2 * (x @ metric_grad)
+    moments = (positions.detach().T @ grad_u).double().numpy().reshape(-1)  # rᵀ ū, (9,)
+    slopes = torch.mv(s.cell_slopes, torch.from_numpy(power)).double().numpy() + grad_correction * s.correction_slopes
     volume_grad = mode_energy + grad_correction * s.correction
+    flat = s.cell_map @ np.concatenate([moments, slopes]) - volume_grad * s.inverse.T.reshape(-1)
+    return flat.reshape(3, 3)
+
+
+def _cell_gradient_terms(x: np.ndarray, sizes: np.ndarray, moments: np.ndarray, slopes: np.ndarray,
+                         volume_grad: float) -> np.ndarray:  # fmt: skip
+    """−Xᵀ (X̄ + 8π² X M̄) Xᵀ − (volume term) Xᵀ (3, 3), X̄ = (rᵀ ū) K, M̄ the symmetric matrix of the six slope sums
+    (module docstring); linear in its inputs, so the setup tabulates it as one (9, 15) map per cell."""
+    d00, d11, d22, d01, d02, d12 = slopes
+    metric_grad = np.array([[d00, d01, d02], [d01, d11, d12], [d02, d12, d22]])
+    grad_x = moments.reshape(3, 3) * sizes[None, :] + 8.0 * math.pi**2 * (x @ metric_grad)
     return -(x.T @ grad_x @ x.T) - volume_grad * x.T
+
+
+def _cell_map(x: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(9, 15) matrix of :func:`_cell_gradient_terms` in (rᵀ ū flattened, six slope sums), volume term apart."""
+    basis = np.eye(15)
+    return np.stack([_cell_gradient_terms(x, sizes, e[:9], e[9:], 0.0).reshape(-1) for e in basis], axis=1)
 
 
 def reference_energy(
