@@ -171,3 +171,14 @@ def test_anisotropic_cell_with_three_mesh_sizes():
         dh[a, b] = step
         plus, minus = (float(les_energy(charges, positions, cell + s * dh, True, method="mesh")) for s in (1, -1))
         assert float(fused[3][a, b]) == pytest.approx((plus - minus) / (2 * step), rel=1e-6, abs=1e-8)
+
+
+def test_fused_false_keeps_the_composable_operations_with_the_same_energy():
+    charges, positions, cell = _system(150, seed=10)
+    r = positions.clone().requires_grad_(True)
+    fused = les_energy(charges, r, cell, True)
+    plain = les_energy(charges, r, cell, True, fused=False)
+    assert "UniformMeshEnergy" in fused.grad_fn.name() and "UniformMeshEnergy" not in plain.grad_fn.name()
+    assert float(fused) == pytest.approx(float(plain), rel=1e-12)
+    (f_fused,), (f_plain,) = torch.autograd.grad(fused, r), torch.autograd.grad(plain, r)
+    assert torch.allclose(f_fused, f_plain, rtol=0, atol=1e-12 * float(f_plain.abs().max()))

@@ -60,6 +60,7 @@ def les_energy(
     *,
     accuracy: float = 1e-6,
     method: str = "auto",
+    fused: bool = True,
 ) -> torch.Tensor:
     """LES long-range energy: Coulomb energy of charges smeared with pair kernel erf(r/(√2σ))/r; eV.
 
@@ -71,13 +72,17 @@ def les_energy(
         sigma: smearing σ in Å (each charge is a Gaussian of standard deviation σ/√2).
         accuracy: relative accuracy ε of the periodic sums (see :mod:`lesmd.les.tuning`).
         method: "auto", "direct" (k-vector sum) or "mesh" (smooth PME, O(N log N)).
+        fused: let the mesh sum of this case run as one autograd node (:mod:`lesmd.les.uniform_mesh`, CPU);
+            False keeps the composable operations (the same energy: a baseline for benchmarks and tests).
 
     Returns:
         Scalar energy in eV (same dtype as ``positions``), self-interaction excluded.
     """
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive finite number (Å), got {sigma!r}")
-    return coulomb_energy(charges, positions, cell, pbc, sigma / math.sqrt(2.0), accuracy=accuracy, method=method)
+    return coulomb_energy(
+        charges, positions, cell, pbc, sigma / math.sqrt(2.0), accuracy=accuracy, method=method, fused=fused
+    )
 
 
 def coulomb_energy(
@@ -90,6 +95,7 @@ def coulomb_energy(
     accuracy: float = 1e-6,
     method: str = "auto",
     self_energy: bool = False,
+    fused: bool = True,
 ) -> torch.Tensor:
     """Coulomb energy of Gaussian charges of per-atom widths (pair kernel k_e erf(r/√(2(s_i²+s_j²)))/r); eV.
 
@@ -98,9 +104,10 @@ def coulomb_energy(
         widths: per-charge standard deviations s_i in Å, scalar or (N,); 0 means a point charge.
         self_energy: add each Gaussian's own electrostatic energy k_e q_i²/(2√π s_i) (electrode convention;
             all widths must be positive). Default: self-interaction excluded.
+        fused: as in :func:`les_energy` (applies to one common width on a 3-D periodic mesh).
     """
     _check_inputs(charges, positions, accuracy, method)
-    if not self_energy and isinstance(widths, (int, float)):
+    if fused and not self_energy and isinstance(widths, (int, float)):
         energy = _uniform_periodic_energy(charges, positions, cell, pbc, float(widths), accuracy, method)
         if energy is not None:
             return energy
