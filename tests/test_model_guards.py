@@ -109,3 +109,34 @@ def test_guards_survive_a_model_file_round_trip(tmp_path):
     data["architecture"]["charge_bound"] = {"width": 0.05, "ranges": {"8": [0.1, -0.1], "1": [-0.1, 0.1]}}
     with pytest.raises(ValueError, match="element 8"):
         model_from_dict(data)
+
+
+def test_pair_guards_follow_atoms_that_move_within_the_reused_neighbour_list():
+    """MD between Verlet-list rebuilds: the per-edge guard cutoffs are kept with the graph, and an O–O pair moved
+    in small steps across the data wall's cutoff (2.38 Å) gets exactly the energy and forces of a fresh model."""
+    reused = load_model(None, dtype=F64)
+    numbers = torch.tensor([8, 1, 1, 8, 1, 1])
+    mol = np.array([[0.0, 0.0, 0.0], [0.757, 0.586, 0.0], [-0.757, 0.586, 0.0]])
+    cell, pbc = torch.zeros(3, 3, dtype=F64), torch.tensor([False] * 3)
+    graphs, walls = [], []
+    for d in (2.50, 2.45, 2.40, 2.35, 2.30):  # 0.2 Å in all: below the skin/2 = 0.25 Å of the list
+        pos = torch.tensor(np.vstack([mol, mol @ np.diag([1, -1, 1]) + [0, 0, d]]))
+        got = evaluate(reused, numbers, pos, cell, pbc, properties=["energy", "forces"])
+        fresh = evaluate(load_model(None, dtype=F64), numbers, pos, cell, pbc, properties=["energy", "forces"])
+        assert float(got["energy"]) == pytest.approx(float(fresh["energy"]), rel=0, abs=1e-10)
+        assert torch.allclose(got["forces"], fresh["forces"], rtol=0, atol=1e-10)
+        graphs.append(reused._pair_cutoff_cache[0])
+        walls.append(float(reused.data_walls(reused.species_indices(numbers), pos[[3]] - pos[[0]],
+                                             torch.tensor([0]), torch.tensor([3])).sum()))  # fmt: skip
+    assert all(g is graphs[0] for g in graphs)  # one graph, one table of cutoffs, five positions
+    assert walls[0] == 0.0 and walls[-1] > 0.0  # the pair really crossed the wall
+    # and the model applied it: its energy exceeds that of the same model without walls by the wall energy of all
+    # edges of the full neighbour list
+    from lesmd.neighbors import edge_vectors, neighbor_list
+
+    unwalled = load_model(None, dtype=F64)
+    unwalled.data_walls = None
+    edges = neighbor_list(pos, cell, pbc, reused.cutoff)
+    wall = reused.data_walls(reused.species_indices(numbers), edge_vectors(pos, cell, edges), edges.i, edges.j)
+    plain = evaluate(unwalled, numbers, pos, cell, pbc, properties=["energy"])
+    assert float(got["energy"] - plain["energy"]) == pytest.approx(float(wall.sum()), rel=1e-9)

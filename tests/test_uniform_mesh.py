@@ -41,17 +41,24 @@ def _energy_and_grads(function, charges, positions, cell):
     return (energy.detach(), *torch.autograd.grad(energy, inputs))
 
 
-@pytest.mark.parametrize("accuracy", [1e-4, 1e-6, 1e-9])
-def test_single_node_equals_composable_mesh_in_energy_and_all_gradients(accuracy):
-    """Orders 6, 8 and 10; a triclinic cell; atoms outside the cell. Float64: equal to rounding."""
-    charges, positions, cell = _system(150, seed=1)
-    params = _params(cell, 150, accuracy)
+def _node_equals_composable(charges, positions, cell, params):
+    """Energy and gradients (q, r, h) of the single node, asserted equal to the composable version's to rounding
+    (float64); returned."""
     fused = _energy_and_grads(lambda q, r, h: uniform_mesh._UniformMeshEnergy.apply(
         q, r, h, params, h.detach().double().numpy().tobytes()), charges, positions, cell)  # fmt: skip
     reference = _energy_and_grads(lambda q, r, h: uniform_mesh.reference_energy(q, r, h, params),
                                   charges, positions, cell)  # fmt: skip
     for a, b in zip(fused, reference, strict=True):
         assert float((a - b).abs().max()) <= 1e-12 * max(float(b.abs().max()), 1.0)
+    return fused
+
+
+@pytest.mark.parametrize("accuracy", [1e-4, 1e-6, 1e-9])
+def test_single_node_equals_composable_mesh_in_energy_and_all_gradients(accuracy):
+    """Orders 6, 8 and 10; a triclinic cell; atoms outside the cell. Float64: equal to rounding."""
+    charges, positions, cell = _system(150, seed=1)
+    params = _params(cell, 150, accuracy)
+    _node_equals_composable(charges, positions, cell, params)
 
 
 def test_les_energy_takes_the_single_node_and_matches_the_direct_sum():
@@ -159,12 +166,7 @@ def test_anisotropic_cell_with_three_mesh_sizes():
     positions = positions * 1.05
     params = _params(cell, 150, 1e-6)
     assert len(set(params[0])) == 3, params[0]
-    fused = _energy_and_grads(lambda q, r, h: uniform_mesh._UniformMeshEnergy.apply(
-        q, r, h, params, h.detach().double().numpy().tobytes()), charges, positions, cell)  # fmt: skip
-    reference = _energy_and_grads(lambda q, r, h: uniform_mesh.reference_energy(q, r, h, params),
-                                  charges, positions, cell)  # fmt: skip
-    for a, b in zip(fused, reference, strict=True):
-        assert float((a - b).abs().max()) <= 1e-12 * max(float(b.abs().max()), 1.0)
+    fused = _node_equals_composable(charges, positions, cell, params)
     step = 1e-6
     for a, b in [(0, 1), (2, 2)]:
         dh = torch.zeros(3, 3, dtype=F64)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from lesmd.les.response import enforce_acoustic_sum_rule
@@ -313,17 +312,12 @@ class LESModel(AtomisticModel):
         """Indices of the edges shorter than their element pair's core-repulsion or data-wall cutoff, chosen on
         detached values in one pass for both terms: the pair terms only ever see these few edges, and none at all
         when no pair is that close."""
-        if vectors.device.type == "cpu" and vectors.dtype in (torch.float32, torch.float64):
-            # numpy, with the per-edge cutoffs kept while the graph is the same (MD between Verlet-list rebuilds)
-            cached = getattr(self, "_pair_cutoff_cache", None)
-            if cached is None or cached[0] is not i or cached[1] is not j or cached[2] is not species:
-                cached = (i, j, species, self._pair_term_cutoffs(species, i, j).square().numpy())
-                self._pair_cutoff_cache = cached
-            v = vectors.detach().numpy()
-            return torch.from_numpy(np.flatnonzero(np.einsum("ij,ij->i", v, v) < cached[3]))
+        cached = getattr(self, "_pair_cutoff_cache", None)  # per-edge r_c², kept while the graph is the same
+        if cached is None or cached[0] is not i or cached[1] is not j or cached[2] is not species:
+            cached = (i, j, species, self._pair_term_cutoffs(species, i, j).square().to(vectors.dtype))
+            self._pair_cutoff_cache = cached
         with torch.no_grad():
-            rc = self._pair_term_cutoffs(species, i, j).to(vectors.dtype)
-            return ((vectors.detach() ** 2).sum(-1) < rc * rc).nonzero().squeeze(1)
+            return ((vectors.detach() ** 2).sum(-1) < cached[3]).nonzero().squeeze(1)
 
     def _pair_term_cutoffs(self, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """(E,) float64 Å: the larger of the core-repulsion and data-wall cutoffs of each edge's element pair."""
