@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +27,9 @@ from functools import cache
 from pathlib import Path
 
 #: compiler flags; -march=native is dropped if the compiler rejects it
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
+#: flags dropped when the compiler rejects them (without -fopenmp the kernels start POSIX threads)
+OPTIONAL_FLAGS = ("-fopenmp", "-march=native")
 COMPILE_TIMEOUT_S = 120
 
 
@@ -73,7 +76,7 @@ def _compile(source: Path, target: Path, compiler: str) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         errors = ""
-        for flags in (FLAGS, tuple(f for f in FLAGS if f != "-march=native")):
+        for flags in _flag_sets():
             cmd = [compiler, *flags, "-o", str(out), str(source), "-lm"]
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
             if result.returncode == 0:
@@ -81,6 +84,20 @@ def _compile(source: Path, target: Path, compiler: str) -> None:
                 return
             errors = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
         raise RuntimeError(f"{compiler} failed on {source.name}: {errors[0]}")
+
+
+def _flag_sets() -> list[tuple[str, ...]]:
+    """FLAGS, then without one optional flag (each in turn), then without both."""
+    dropped = [(), *((flag,) for flag in OPTIONAL_FLAGS), OPTIONAL_FLAGS]
+    return [tuple(f for f in FLAGS if f not in drop) for drop in dropped]
+
+
+def _source_identity(source: Path) -> str:
+    """The text of a kernel's source and of the local headers it includes (``#include "…"``): a changed header
+    must rebuild the kernel too."""
+    text = source.read_text()
+    headers = re.findall(r'^#include "([^"]+)"', text, flags=re.MULTILINE)
+    return "\0".join([text, *((source.parent / h).read_text() for h in headers)])
 
 
 @cache
@@ -94,7 +111,7 @@ def load_library(source_path: str) -> ctypes.CDLL | None:
     if shutil.which(compiler) is None:
         warnings.warn(f"lesmd: no C compiler ({compiler!r}) found; using the slower torch kernels", stacklevel=2)
         return None
-    identity = (source.read_text(), compiler, " ".join(FLAGS), _cpu_model(), platform.machine())
+    identity = (_source_identity(source), compiler, " ".join(FLAGS), _cpu_model(), platform.machine())
     key = hashlib.sha256(b"\0".join(x.encode() for x in identity)).hexdigest()[:16]
     errors = []
     for directory in _cache_dirs():
@@ -111,3 +128,50 @@ def load_library(source_path: str) -> ctypes.CDLL | None:
     warnings.warn(f"lesmd: native kernel {source.name} unavailable ({'; '.join(errors)}); using the torch kernels",
                   stacklevel=2)  # fmt: skip
     return None
+
+
+#: OpenMP runtime libraries whose mapped files :func:`shared_openmp_pool` counts
+_OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp")
+
+
+@cache
+def shared_openmp_pool() -> bool:
+    """Whether the kernels' OpenMP threads are torch's: torch's CPU operations run on OpenMP and exactly one OpenMP
+    runtime is loaded in the process (Linux, checked in /proc/self/maps once a kernel is loaded).
+
+    Then a kernel call on torch.get_num_threads() threads reuses the pool's threads, which spin for a while after
+    each torch operation, and parallel kernels pay off from the smallest systems on. With a second runtime, or
+    POSIX threads, the extra threads compete with torch's spinning ones for the cores (measured on a 2-core VM:
+    4 ms slower at 192 atoms), so the callers keep one thread below their size thresholds."""
+    import torch
+
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return False
+    files = {line.split()[-1] for line in maps if "/" in line}
+    runtimes = {f for f in files if Path(f).name.startswith(_OPENMP_RUNTIMES)}
+    return len(runtimes) == 1
+
+
+def kernel_threads(library: ctypes.CDLL, size: int, min_size: int) -> int:
+    """Threads for one call of a kernel of ``library`` on ``size`` work items: torch.get_num_threads() when the
+    kernel runs on torch's OpenMP pool (:func:`shared_openmp_pool`) or ``size`` ≥ ``min_size``, else one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads <= 1 or size >= min_size:
+        return threads
+    return threads if _uses_openmp(library) and shared_openmp_pool() else 1
+
+
+@cache
+def _uses_openmp(library: ctypes.CDLL) -> bool:
+    """Whether ``library`` was built with OpenMP (each kernel exports ``lesmd_openmp``)."""
+    probe = getattr(library, "lesmd_openmp", None)
+    if probe is None:
+        return False
+    probe.restype, probe.argtypes = ctypes.c_int, []
+    return bool(probe())

@@ -239,10 +239,12 @@ def test_spread_rejects_a_mesh_narrower_than_the_spline():
         spread(torch.ones(2, dtype=F64), positions, torch.eye(3, dtype=F64), (4, 8, 8), 6)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_native_spread_equals_torch_spread_in_values_and_gradients(dtype):
+def test_native_spread_equals_torch_spread_in_values_and_gradients(dtype, threads):
     """The C spreading kernel against the torch version on a triclinic cell, orders 4, 6 and 8 (float32: to
-    round-off of float32)."""
+    round-off of float32), on one thread and on three (atoms split over threads: private meshes added in the
+    forward, a split gather in the backward)."""
     from lesmd.les.mesh import native_spread_available, spread
 
     assert native_spread_available(), "the C spreading kernel did not build: is a C compiler (cc) installed?"
@@ -252,11 +254,15 @@ def test_native_spread_equals_torch_spread_in_values_and_gradients(dtype):
     positions = (torch.rand(60, 3, generator=gen, dtype=dtype) * 12.0 - 2.0).requires_grad_(True)
     tolerance = 1e-12 if dtype == torch.float64 else 2e-6
     for order in (4, 6, 8):
-        meshes = [spread(charges, positions, torch.linalg.inv(cell), (12, 15, 10), order, native=n) for n in (1, 0)]
-        weights = torch.randn(meshes[0].shape, generator=gen, dtype=dtype)
-        grads = [torch.autograd.grad((m * weights).sum(), (charges, positions)) for m in meshes]
-        assert torch.allclose(meshes[0], meshes[1], rtol=0, atol=tolerance)
-        for native_grad, torch_grad in zip(grads[0], grads[1], strict=True):
+        torch.set_num_threads(threads)  # the single_thread fixture restores the count
+        native = spread(charges, positions, torch.linalg.inv(cell), (12, 15, 10), order, native=True)
+        weights = torch.randn(native.shape, generator=gen, dtype=dtype)
+        native_grads = torch.autograd.grad((native * weights).sum(), (charges, positions))
+        torch.set_num_threads(1)
+        reference = spread(charges, positions, torch.linalg.inv(cell), (12, 15, 10), order, native=False)
+        torch_grads = torch.autograd.grad((reference * weights).sum(), (charges, positions))
+        assert torch.allclose(native, reference, rtol=0, atol=tolerance)
+        for native_grad, torch_grad in zip(native_grads, torch_grads, strict=True):
             assert torch.allclose(native_grad, torch_grad, rtol=0, atol=10 * tolerance)
             assert float(torch_grad.abs().max()) > 0.1
 

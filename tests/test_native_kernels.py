@@ -91,27 +91,73 @@ def test_kernel_gradient_matches_finite_differences_and_double_backward_is_exact
     assert torch.autograd.gradgradcheck(g, (vectors,), eps=1e-6, atol=1e-6)
 
 
-def test_float32_kernel_agrees_with_float64_and_threads_agree(monkeypatch):
+def test_float32_kernel_agrees_with_float64_and_threads_agree():
     species, i, j, vectors = _random_graph(n_atoms=40, seed=4)
     args = (species, species[j])
     rest = (i, 40, 3, 3, 8, 3, 3.0)
     g64 = basis_moments(*args, vectors, *rest)
     g32 = basis_moments(*args, vectors.float(), *rest)
     assert g32.dtype == torch.float32 and torch.allclose(g32.double(), g64, rtol=0, atol=1e-5)
-    monkeypatch.setattr(bm, "THREADS_MIN_EDGES", 1)
     threads = torch.get_num_threads()
+    results = {}
     try:
-        torch.set_num_threads(3)
-        v = vectors.clone().requires_grad_(True)
-        g3 = basis_moments(*args, v, *rest)
-        (d3,) = torch.autograd.grad(g3.sum(), v)
+        for n in (3, 1):
+            torch.set_num_threads(n)
+            assert bm._threads(vectors.shape[0]) == n  # tiny graph: threads only on torch's OpenMP pool
+            v = vectors.clone().requires_grad_(True)
+            g = basis_moments(*args, v, *rest)
+            results[n] = (g, *torch.autograd.grad(g.sum(), v))
     finally:
         torch.set_num_threads(threads)
-    v = vectors.clone().requires_grad_(True)
-    monkeypatch.setattr(bm, "THREADS_MIN_EDGES", 10**9)
-    g1 = basis_moments(*args, v, *rest)
-    (d1,) = torch.autograd.grad(g1.sum(), v)
-    assert torch.equal(g3, g1) and torch.equal(d3, d1)
+    assert all(torch.equal(a, b) for a, b in zip(results[3], results[1], strict=True))
+
+
+def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
+    """Built with OpenMP, every kernel shares torch's thread pool (one OpenMP runtime in the process), so even small
+    systems get torch.get_num_threads() threads; off that pool (POSIX threads), only sizes from the threshold on."""
+    from lesmd import native
+    from lesmd.les.mesh import _native_library
+    from lesmd.models.descriptors import _invariants_library
+
+    if not sys.platform.startswith("linux") or "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.fail("this test expects Linux and a torch built with OpenMP (the PyPI CPU wheel)")
+    libraries = (bm._library(), _invariants_library(), _native_library())
+    assert all(native._uses_openmp(lib) for lib in libraries) and native.shared_openmp_pool()
+    maps = open("/proc/self/maps").read()
+    assert len({line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}) == 1
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert [native.kernel_threads(lib, 10, 1000) for lib in libraries] == [2, 2, 2]
+        monkeypatch.setattr(native, "shared_openmp_pool", lambda: False)
+        assert [native.kernel_threads(libraries[0], n, 1000) for n in (10, 1000)] == [1, 2]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_compiler_without_openmp_builds_kernels_on_posix_threads(tmp_path):
+    """-fopenmp is optional: a compiler that rejects it still builds every kernel (POSIX threads), with the same
+    results."""
+    wrapper = tmp_path / "cc-no-openmp"
+    wrapper.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-fopenmp" ] && { echo "unsupported: -fopenmp" >&2; '
+                       'exit 1; }; done\nexec cc "$@"\n')  # fmt: skip
+    wrapper.chmod(0o755)
+    code = (
+        "import torch\n"
+        "from lesmd import native\n"
+        "from lesmd.models import basis_moments as bm\n"
+        "from tests.test_native_kernels import _random_graph\n"
+        "species, i, j, vectors = _random_graph(n_atoms=40, seed=4)\n"
+        "torch.set_num_threads(2)\n"
+        "print(native._uses_openmp(bm._library()), bm._threads(10), bm._threads(10**6))\n"
+        "bm.THREADS_MIN_EDGES = 1  # two POSIX threads on this small graph\n"
+        "g = bm.basis_moments(species, species[j], vectors, i, 40, 3, 3, 8, 3, 3.0)\n"
+        "ref = bm.basis_moments_torch(species, species[j], vectors, i, 40, 3, 3, 8, 3, 3.0)\n"
+        "print(bm._threads(10), bool(torch.allclose(g, ref, rtol=0, atol=1e-12)))\n"
+    )
+    result = _run(code, CC=str(wrapper), LESMD_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=os.getcwd())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "1", "2", "2", "True"] and "warn" not in result.stderr.lower()
 
 
 def test_default_model_is_the_same_with_and_without_the_kernel(shared_data):

@@ -44,14 +44,14 @@ from numpy.polynomial import polynomial as P
 from lesmd.les.kspace import smooth_window
 from lesmd.les.lattice import inverse_cell, volume
 from lesmd.les.potentials import fourier_prefactor
-from lesmd.native import load_library
+from lesmd.native import kernel_threads, load_library
 from lesmd.units import EPSILON0
 
 #: Number of charges from which :func:`spread` visits atoms in mesh order (faster from ~4000 on, measured).
 SORT_MIN_ATOMS = 2048
 #: C source of the spreading kernel (compiled by :mod:`lesmd.native`), its largest B-spline order, and the
-#: number of charges from which its backward uses torch.get_num_threads() threads (below, one: see
-#: lesmd.models.basis_moments.THREADS_MIN_EDGES on threads next to torch's OpenMP pool)
+#: number of charges from which its backward uses torch.get_num_threads() threads even off torch's OpenMP pool
+#: (:func:`lesmd.native.kernel_threads`; lesmd.models.basis_moments.THREADS_MIN_EDGES on threads next to it)
 NATIVE_SOURCE = Path(__file__).resolve().parent / "mesh_spread.c"
 NATIVE_MAX_ORDER = 12
 NATIVE_THREADS_MIN_ATOMS = 4096
@@ -256,7 +256,7 @@ def _native_library():
     lib = load_library(str(NATIVE_SOURCE))
     if lib is not None and not getattr(lib, "_lesmd_typed", False):
         i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        lib.mesh_spread_forward.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, c_int]
+        lib.mesh_spread_forward.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, c_int, i64]
         lib.mesh_spread_backward.argtypes = [ptr, ptr, ptr, i64, ptr, i64, ptr, ptr, ptr, c_int, i64]
         lib.mesh_spread_forward.restype = lib.mesh_spread_backward.restype = c_int
         lib._lesmd_typed = True
@@ -307,12 +307,13 @@ def native_spread_forward(
     """
     size, coefficients = _native_arguments(shape, order)
     mesh = charges.new_zeros(shape)
+    threads = kernel_threads(_native_library(), charges.shape[0], NATIVE_THREADS_MIN_ATOMS)
     status = _native_library().mesh_spread_forward(
         _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(mesh),
-        int(charges.dtype == torch.float64),
+        int(charges.dtype == torch.float64), threads,
     )  # fmt: skip
     if status != 0:
-        raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+        raise RuntimeError(_spread_failure(status))
     return mesh
 
 
@@ -324,14 +325,19 @@ def native_spread_backward(
     grad = grad_mesh.to(charges.dtype).contiguous()
     size, coefficients = _native_arguments(shape, order)
     grad_q, grad_u = torch.empty_like(charges), torch.empty_like(u)
-    threads = torch.get_num_threads() if charges.shape[0] >= NATIVE_THREADS_MIN_ATOMS else 1
+    threads = kernel_threads(_native_library(), charges.shape[0], NATIVE_THREADS_MIN_ATOMS)
     status = _native_library().mesh_spread_backward(
         _ptr(grad), _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(grad_q),
         _ptr(grad_u), int(charges.dtype == torch.float64), threads,
     )  # fmt: skip
     if status != 0:
-        raise RuntimeError(f"mesh_spread kernel failed (status {status})")
+        raise RuntimeError(_spread_failure(status))
     return grad_q, grad_u
+
+
+def _spread_failure(status: int) -> str:
+    reason = {1: f"B-spline order beyond {NATIVE_MAX_ORDER}", 2: "out of memory for the per-thread meshes"}
+    return f"mesh_spread kernel failed: {reason.get(status, f'status {status}')}"
 
 
 def _grads_of(output: torch.Tensor, inputs: tuple, grad: torch.Tensor, needed: tuple) -> tuple:

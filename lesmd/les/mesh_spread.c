@@ -6,14 +6,16 @@
  * u = floor(u) + t, the B-spline weight of mesh point floor(u_d) − j is M_p(t + j) = Σ_k C[j, k] t^k (C: the
  * (p, p) coefficient matrix of mesh._bspline_coefficients). The backward maps dE/dQ to dE/dq_i and dE/du_i.
  *
- * Per-atom arithmetic is in double precision; inputs and outputs are float or double. The forward is serial (atoms
- * share mesh points); the backward (a gather) splits atoms over POSIX threads. mesh.py's torch version is the
- * reference; tests compare both.
+ * Per-atom arithmetic is in double precision; inputs and outputs are float or double. Both split atoms over threads
+ * (native_parallel.h); in the forward, where atoms share mesh points, each thread spreads onto its own copy of the
+ * mesh and the copies are added. mesh.py's torch version is the reference; tests compare both.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "../native_parallel.h"
 
 #define MAX_ORDER 12
 
@@ -47,16 +49,27 @@ static void atom_weights(const double u[3], const int64_t shape[3], int order, c
 }
 
 /* mesh (K0·K1·K2, zeroed by the caller) += Σ_i q_i Π_d w. */
-int mesh_spread_forward(const void *charges, const void *u, int64_t n_atoms, const int64_t *shape, int64_t order,
-                        const double *coefficients, void *mesh, int is_double) {
-    if (order < 2 || order > MAX_ORDER) return 1;
-    const int p = (int)order;
+typedef struct {
+    const void *charges, *u;
+    void *mesh;
+    const int64_t *shape;
+    const double *coefficients;
+    int64_t first, last;
+    int order, is_double;
+} SpreadJob;
+
+/* Spread atoms first .. last − 1 onto job->mesh (added to what is there). */
+static void *spread_range(void *arg) {
+    const SpreadJob *job = (const SpreadJob *)arg;
+    const int p = job->order, is_double = job->is_double;
+    const int64_t *shape = job->shape;
     double w[3][MAX_ORDER];
     int64_t idx[3][MAX_ORDER];
-    for (int64_t i = 0; i < n_atoms; i++) {
-        double ui[3] = {load(u, 3 * i, is_double), load(u, 3 * i + 1, is_double), load(u, 3 * i + 2, is_double)};
-        double q = load(charges, i, is_double);
-        atom_weights(ui, shape, p, coefficients, w, NULL, idx);
+    for (int64_t i = job->first; i < job->last; i++) {
+        double ui[3] = {load(job->u, 3 * i, is_double), load(job->u, 3 * i + 1, is_double),
+                        load(job->u, 3 * i + 2, is_double)};
+        double q = load(job->charges, i, is_double);
+        atom_weights(ui, shape, p, job->coefficients, w, NULL, idx);
         for (int a = 0; a < p; a++) {
             double qa = q * w[0][a];
             int64_t row_a = idx[0][a] * shape[1];
@@ -64,14 +77,77 @@ int mesh_spread_forward(const void *charges, const void *u, int64_t n_atoms, con
                 double qab = qa * w[1][b];
                 int64_t row = (row_a + idx[1][b]) * shape[2];
                 if (is_double) {
-                    double *dst = (double *)mesh + row;
+                    double *dst = (double *)job->mesh + row;
                     for (int c = 0; c < p; c++) dst[idx[2][c]] += qab * w[2][c];
                 } else {
-                    float *dst = (float *)mesh + row;
+                    float *dst = (float *)job->mesh + row;
                     for (int c = 0; c < p; c++) dst[idx[2][c]] += (float)(qab * w[2][c]);
                 }
             }
         }
+    }
+    return NULL;
+}
+
+typedef struct {
+    void *mesh;
+    void *const *parts;
+    int64_t n_parts, first, last;
+    int is_double;
+} SumJob;
+
+/* mesh[k] += Σ_t parts[t][k] for k in first .. last − 1. */
+static void *sum_range(void *arg) {
+    const SumJob *job = (const SumJob *)arg;
+    for (int64_t t = 0; t < job->n_parts; t++) {
+        if (job->is_double) {
+            double *dst = (double *)job->mesh;
+            const double *src = (const double *)job->parts[t];
+            for (int64_t k = job->first; k < job->last; k++) dst[k] += src[k];
+        } else {
+            float *dst = (float *)job->mesh;
+            const float *src = (const float *)job->parts[t];
+            for (int64_t k = job->first; k < job->last; k++) dst[k] += src[k];
+        }
+    }
+    return NULL;
+}
+
+/* mesh (zeroed by the caller) += the spread charges. With n_threads > 1 the atoms are split into n_threads
+   ranges: the first is spread onto mesh, every other onto its own zeroed copy, and the copies are then added
+   (atoms share mesh points, so threads cannot write to one mesh). Returns 0, 1 for an unsupported order, 2 when
+   the copies cannot be allocated. */
+int mesh_spread_forward(const void *charges, const void *u, int64_t n_atoms, const int64_t *shape, int64_t order,
+                        const double *coefficients, void *mesh, int is_double, int64_t n_threads) {
+    if (order < 2 || order > MAX_ORDER) return 1;
+    if (n_threads < 1 || n_atoms < 2) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    const int64_t n_mesh = shape[0] * shape[1] * shape[2];
+    const size_t item = is_double ? sizeof(double) : sizeof(float);
+    void *parts[64] = {mesh};
+    for (int64_t t = 1; t < n_threads; t++) {
+        parts[t] = calloc((size_t)n_mesh, item);
+        if (parts[t] == NULL) {
+            for (int64_t k = 1; k < t; k++) free(parts[k]);
+            return 2;
+        }
+    }
+    SpreadJob jobs[64];
+    for (int64_t t = 0; t < n_threads; t++) {
+        SpreadJob job = {charges, u, parts[t], shape, coefficients,
+                         n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double};
+        jobs[t] = job;
+    }
+    run_jobs(jobs, n_threads, sizeof(SpreadJob), spread_range);
+    if (n_threads > 1) {
+        SumJob sums[64];
+        for (int64_t t = 0; t < n_threads; t++) {
+            SumJob job = {mesh, parts + 1, n_threads - 1, n_mesh * t / n_threads, n_mesh * (t + 1) / n_threads,
+                          is_double};
+            sums[t] = job;
+        }
+        run_jobs(sums, n_threads, sizeof(SumJob), sum_range);
+        for (int64_t t = 1; t < n_threads; t++) free(parts[t]);
     }
     return 0;
 }
@@ -138,18 +214,11 @@ int mesh_spread_backward(const void *grad_mesh, const void *charges, const void 
     if (n_threads < 1 || n_atoms < 2) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
     Job jobs[64];
-    pthread_t threads[64];
-    int started[64] = {0};
     for (int64_t t = 0; t < n_threads; t++) {
         Job job = {charges, u, grad_mesh, grad_charges, grad_u, shape, coefficients,
                    n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double};
         jobs[t] = job;
     }
-    for (int64_t t = 1; t < n_threads; t++) started[t] = pthread_create(&threads[t], NULL, backward_range, &jobs[t]) == 0;
-    backward_range(&jobs[0]);
-    for (int64_t t = 1; t < n_threads; t++) {
-        if (started[t]) pthread_join(threads[t], NULL);
-        else backward_range(&jobs[t]);
-    }
+    run_jobs(jobs, n_threads, sizeof(Job), backward_range);
     return 0;
 }

@@ -7,15 +7,16 @@
  * descriptors.angular_products. The backward maps dE/dG to dE/dv for every edge vector v = r_j − r_i + shift.
  *
  * Edges are sorted by centre: the edges of atom i are offsets[i] .. offsets[i+1]−1. Per-edge arithmetic is in
- * double precision; inputs and outputs are float or double (suffix f32 / f64). Atoms are split over POSIX threads;
- * every atom writes only its own row of G and its own edges' gradients, so there are no races.
+ * double precision; inputs and outputs are float or double (suffix f32 / f64). Atoms are split over threads
+ * (native_parallel.h); every atom writes only its own row of G and its own edges' gradients, so there are no races.
  * The torch implementation in descriptors.py is the reference; tests compare both.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../native_parallel.h"
 
 #define MAX_BASIS 32
 #define MAX_SPECIES 16
@@ -243,8 +244,6 @@ static int run_split(Job job, int64_t n_threads, void *(*worker)(void *)) {
         return job.status;
     }
     Job jobs[64];
-    pthread_t threads[64];
-    int started[64] = {0};
     int64_t atom = 0;
     for (int64_t t = 0; t < n_threads; t++) {
         jobs[t] = job;
@@ -253,12 +252,7 @@ static int run_split(Job job, int64_t n_threads, void *(*worker)(void *)) {
         while (atom < job.n_atoms && (t == n_threads - 1 || job.offsets[atom] < target)) atom++;
         jobs[t].last = atom;
     }
-    for (int64_t t = 1; t < n_threads; t++) started[t] = pthread_create(&threads[t], NULL, worker, &jobs[t]) == 0;
-    worker(&jobs[0]);
-    for (int64_t t = 1; t < n_threads; t++) {
-        if (started[t]) pthread_join(threads[t], NULL);
-        else worker(&jobs[t]); /* no thread: do its share here */
-    }
+    run_jobs(jobs, n_threads, sizeof(Job), worker);
     int status = 0;
     for (int64_t t = 0; t < n_threads; t++)
         if (jobs[t].status > status) status = jobs[t].status;

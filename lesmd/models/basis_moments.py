@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from lesmd.native import load_library
+from lesmd.native import kernel_threads, load_library
 
 SQRT2 = math.sqrt(2.0)
 SQRT3 = math.sqrt(3.0)
@@ -91,10 +91,11 @@ def angular_components(u: torch.Tensor, l_max: int) -> torch.Tensor:
 SOURCE = Path(__file__).resolve().parent / "basis_moments.c"
 #: sizes the C kernel is compiled for (larger ones use the torch version)
 MAX_SPECIES, MAX_BASIS = 16, 32
-#: from this many edges on, torch.get_num_threads() threads; below, one. Extra threads started next to torch's
-#: OpenMP pool (whose idle workers keep spinning after each parallel operation) wait for a core: measured on a
-#: 2-core VM, 2 threads cost 4 ms more than 1 at 192 atoms (13k edges), break even at 1536 (140k edges) and save
-#: 80 ms at 12288 atoms (850k edges)
+#: from this many edges on, torch.get_num_threads() threads even when the kernel cannot use torch's OpenMP pool
+#: (:func:`lesmd.native.kernel_threads`); below, one. Extra threads started next to torch's pool (whose idle
+#: workers keep spinning after each parallel operation) wait for a core: measured on a 2-core VM, 2 POSIX threads
+#: cost 4 ms more than 1 at 192 atoms (13k edges), break even at 1536 (140k edges) and save 80 ms at 12288 atoms
+#: (850k edges). On torch's own pool, 2 threads save ~1 ms at 192 atoms already.
 THREADS_MIN_EDGES = 200_000
 
 
@@ -156,6 +157,11 @@ def native_available() -> bool:
     return _library() is not None
 
 
+def _threads(n_edges: int) -> int:
+    """Threads of the C kernel for ``n_edges`` edges (:func:`lesmd.native.kernel_threads`)."""
+    return kernel_threads(_library(), n_edges, THREADS_MIN_EDGES)
+
+
 class _NativeBasisMoments(torch.autograd.Function):
     """G from the C kernel; backward by the C kernel, or by the torch version when a graph is requested."""
 
@@ -165,7 +171,7 @@ class _NativeBasisMoments(torch.autograd.Function):
         n_comp = sum(N_COMPONENTS[: l_max + 1])
         vec = vectors.detach().contiguous()
         out = vec.new_zeros(n_comp, n_atoms, n_blocks * n_species * n_basis)
-        threads = torch.get_num_threads() if vec.shape[0] >= THREADS_MIN_EDGES else 1
+        threads = _threads(vec.shape[0])
         status = _library().basis_moments_forward(
             _pointer(vec), _pointer(offsets), _pointer(neighbor_species), _pointer(centre_block), n_atoms,
             n_species, n_blocks, n_basis, l_max, cutoff, _pointer(out), int(vec.dtype == torch.float64), threads,
@@ -187,7 +193,7 @@ class _NativeBasisMoments(torch.autograd.Function):
         vec = vectors.detach().contiguous()
         grad = grad.to(vec.dtype).contiguous()
         grad_vectors = torch.empty_like(vec)
-        threads = torch.get_num_threads() if vec.shape[0] >= THREADS_MIN_EDGES else 1
+        threads = _threads(vec.shape[0])
         status = _library().basis_moments_backward(
             _pointer(grad), _pointer(vec), _pointer(offsets), _pointer(neighbor_species), _pointer(centre_block),
             n_atoms, n_species, n_blocks, n_basis, l_max, cutoff, _pointer(grad_vectors),

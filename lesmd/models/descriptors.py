@@ -40,10 +40,10 @@ from lesmd.models.basis_moments import (  # noqa: F401 (re-exported: the descrip
     bessel_basis,
     cutoff_envelope,
 )
-from lesmd.native import load_library
+from lesmd.native import kernel_threads, load_library
 
 #: C source of the channel contractions (compiled by :mod:`lesmd.native`), and the number of atoms from which
-#: they use torch.get_num_threads() threads
+#: they use torch.get_num_threads() threads even off torch's OpenMP pool (:func:`lesmd.native.kernel_threads`)
 INVARIANTS_SOURCE = Path(__file__).resolve().parent / "moment_invariants.c"
 INVARIANTS_THREADS_MIN_ATOMS = 4096
 
@@ -144,7 +144,7 @@ def _invariants_library():
 
 
 def _threads(n_atoms: int) -> int:
-    return torch.get_num_threads() if n_atoms >= INVARIANTS_THREADS_MIN_ATOMS else 1
+    return kernel_threads(_invariants_library(), n_atoms, INVARIANTS_THREADS_MIN_ATOMS)
 
 
 def _pointer(t: torch.Tensor) -> ctypes.c_void_p:

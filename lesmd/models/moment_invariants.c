@@ -12,8 +12,9 @@
  * reference; tests compare both. Arithmetic in the input precision (float or double); atoms split over threads.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
+
+#include "../native_parallel.h"
 
 #define INV_SQRT2 0.70710678118654752440
 #define THREE_OVER_SQRT2 2.12132034355964257320
@@ -140,18 +141,11 @@ static void run(Job job, int64_t n_threads, void *(*worker)(void *)) {
     if (n_threads < 1 || job.n_atoms < 2) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
     Job jobs[64];
-    pthread_t threads[64];
-    int started[64] = {0};
     for (int64_t t = 0; t < n_threads; t++) {
         jobs[t] = job;
         jobs[t].first = job.n_atoms * t / n_threads, jobs[t].last = job.n_atoms * (t + 1) / n_threads;
     }
-    for (int64_t t = 1; t < n_threads; t++) started[t] = pthread_create(&threads[t], NULL, worker, &jobs[t]) == 0;
-    worker(&jobs[0]);
-    for (int64_t t = 1; t < n_threads; t++) {
-        if (started[t]) pthread_join(threads[t], NULL);
-        else worker(&jobs[t]);
-    }
+    run_jobs(jobs, n_threads, sizeof(Job), worker);
 }
 
 /* out (N, K + 5K') from a0 (N, K) and p1 (3, N, 4, K'), p2 (6, N, 4, K'), p3 (10, N, 2, K'). */

@@ -1,0 +1,47 @@
+/* Parallel loop over independent jobs for the C kernels of lesmd (included by each kernel's source).
+ *
+ * Built with OpenMP (lesmd.native compiles with -fopenmp where the compiler supports it), the jobs run on the
+ * threads of the process's OpenMP pool. PyTorch's CPU operations use that same pool when torch and the kernel
+ * link the same OpenMP runtime (lesmd.native.shared_openmp_pool checks this), so a kernel call wakes threads
+ * that are already spinning instead of competing with them for the cores. Without OpenMP, POSIX threads are
+ * started for the call.
+ */
+#ifndef LESMD_NATIVE_PARALLEL_H
+#define LESMD_NATIVE_PARALLEL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Run worker(jobs + t * job_size) for t = 0 .. n − 1, concurrently; n ≤ 64. */
+static void run_jobs(void *jobs, int64_t n, size_t job_size, void *(*worker)(void *)) {
+    char *base = (char *)jobs;
+    if (n <= 1) {
+        worker(base);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads((int)n) schedule(static, 1)
+    for (int64_t t = 0; t < n; t++) worker(base + t * job_size);
+#else
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int64_t t = 1; t < n; t++) started[t] = pthread_create(&threads[t], NULL, worker, base + t * job_size) == 0;
+    worker(base);
+    for (int64_t t = 1; t < n; t++) {
+        if (started[t]) pthread_join(threads[t], NULL);
+        else worker(base + t * job_size); /* no thread: do its share here */
+    }
+#endif
+}
+
+/* 1 when this kernel was built with OpenMP (its threads are the OpenMP pool's), 0 for POSIX threads. */
+int lesmd_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#endif
