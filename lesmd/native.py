@@ -77,12 +77,14 @@ def _compile(source: Path, target: Path, compiler: str) -> None:
         out = Path(tmp) / target.name
         errors = ""
         for flags in _flag_sets():
-            cmd = [compiler, *flags, "-o", str(out), str(source), "-lm"]
+            cmd = [compiler, *flags, "-o", str(out), str(source), "-lm", "-ldl"]
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
             if result.returncode == 0:
                 os.replace(out, target)
                 return
-            errors = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+            lines = result.stderr.strip().splitlines()
+            named = [line for line in lines if "error" in line.lower()]  # gcc/clang: "file:line: error: …"
+            errors = named[:1] or lines[-1:] or [f"exit status {result.returncode}"]
         raise RuntimeError(f"{compiler} failed on {source.name}: {errors[0]}")
 
 
@@ -130,30 +132,54 @@ def load_library(source_path: str) -> ctypes.CDLL | None:
     return None
 
 
-#: OpenMP runtime libraries whose mapped files :func:`shared_openmp_pool` counts
+#: file-name prefixes of OpenMP runtime libraries (GNU, LLVM, Intel)
 _OPENMP_RUNTIMES = ("libgomp", "libomp", "libiomp")
 
 
-@cache
-def shared_openmp_pool() -> bool:
-    """Whether the kernels' OpenMP threads are torch's: torch's CPU operations run on OpenMP and exactly one OpenMP
-    runtime is loaded in the process (Linux, checked in /proc/self/maps once a kernel is loaded).
+def shared_openmp_pool(library: ctypes.CDLL) -> bool:
+    """Whether the OpenMP threads of the kernels in ``library`` are torch's: torch's CPU operations run on OpenMP and
+    the kernel calls the same OpenMP runtime library as torch (Linux: the runtime mapped from torch's install
+    directory, or the only one mapped when torch brings none).
 
     Then a kernel call on torch.get_num_threads() threads reuses the pool's threads, which spin for a while after
-    each torch operation, and parallel kernels pay off from the smallest systems on. With a second runtime, or
+    each torch operation, and parallel kernels pay off from the smallest systems on. With another runtime, or
     POSIX threads, the extra threads compete with torch's spinning ones for the cores (measured on a 2-core VM:
-    4 ms slower at 192 atoms), so the callers keep one thread below their size thresholds."""
+    4 ms slower at 192 atoms), so the callers keep one thread below their size thresholds. (Other packages may
+    map their own runtimes, e.g. mdtraj's vendored libgomp; they do not matter here.)"""
+    runtime = _openmp_runtime(library)
+    return bool(runtime) and runtime == _torch_openmp_runtime()
+
+
+@cache
+def _openmp_runtime(library: ctypes.CDLL) -> str:
+    """Real path of the OpenMP runtime the kernels of ``library`` call, "" without OpenMP (``lesmd_openmp_runtime``,
+    native_parallel.h)."""
+    probe = getattr(library, "lesmd_openmp_runtime", None)
+    if probe is None:
+        return ""
+    probe.restype, probe.argtypes = ctypes.c_char_p, []
+    path = probe().decode(errors="replace")
+    return os.path.realpath(path) if path not in ("", "?") else path
+
+
+@cache
+def _torch_openmp_runtime() -> str | None:
+    """Real path of the OpenMP runtime torch's operations use, None when unknown or torch does not use OpenMP."""
     import torch
 
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
-        return False
+        return None
     try:
         maps = Path("/proc/self/maps").read_text().splitlines()
     except OSError:
-        return False
-    files = {line.split()[-1] for line in maps if "/" in line}
+        return None
+    files = {os.path.realpath(line.split()[-1]) for line in maps if "/" in line}
     runtimes = {f for f in files if Path(f).name.startswith(_OPENMP_RUNTIMES)}
-    return len(runtimes) == 1
+    home = Path(torch.__file__).resolve().parent
+    own = {f for f in runtimes if Path(f).is_relative_to(home) or Path(f).is_relative_to(home.parent / "torch.libs")}
+    if len(own) == 1:
+        return own.pop()
+    return runtimes.pop() if not own and len(runtimes) == 1 else None
 
 
 def kernel_threads(library: ctypes.CDLL, size: int, min_size: int) -> int:
@@ -164,14 +190,4 @@ def kernel_threads(library: ctypes.CDLL, size: int, min_size: int) -> int:
     threads = torch.get_num_threads()
     if threads <= 1 or size >= min_size:
         return threads
-    return threads if _uses_openmp(library) and shared_openmp_pool() else 1
-
-
-@cache
-def _uses_openmp(library: ctypes.CDLL) -> bool:
-    """Whether ``library`` was built with OpenMP (each kernel exports ``lesmd_openmp``)."""
-    probe = getattr(library, "lesmd_openmp", None)
-    if probe is None:
-        return False
-    probe.restype, probe.argtypes = ctypes.c_int, []
-    return bool(probe())
+    return threads if shared_openmp_pool(library) else 1

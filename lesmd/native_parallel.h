@@ -35,12 +35,19 @@ static void run_jobs(void *jobs, int64_t n, size_t job_size, void *(*worker)(voi
 #endif
 }
 
-/* 1 when this kernel was built with OpenMP (its threads are the OpenMP pool's), 0 for POSIX threads. */
-int lesmd_openmp(void) {
+/* The file of the OpenMP runtime this kernel calls (lesmd.native compares it with torch's), "" when it was built
+   without OpenMP (POSIX threads). dladdr needs _GNU_SOURCE, defined by each kernel before its first include. */
 #ifdef _OPENMP
-    return 1;
+#include <dlfcn.h>
+#include <omp.h>
+#endif
+const char *lesmd_openmp_runtime(void) {
+#ifdef _OPENMP
+    Dl_info info;
+    if (dladdr((void *)omp_get_max_threads, &info) && info.dli_fname != NULL) return info.dli_fname;
+    return "?";
 #else
-    return 0;
+    return "";
 #endif
 }
 

@@ -113,8 +113,11 @@ def test_float32_kernel_agrees_with_float64_and_threads_agree():
 
 
 def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
-    """Built with OpenMP, every kernel shares torch's thread pool (one OpenMP runtime in the process), so even small
-    systems get torch.get_num_threads() threads; off that pool (POSIX threads), only sizes from the threshold on."""
+    """Built with OpenMP, every kernel calls torch's OpenMP runtime (the file torch's wheel ships), so even small
+    systems get torch.get_num_threads() threads; a second runtime that another package maps (mdtraj vendors its
+    own libgomp) does not change that. Off torch's pool (POSIX threads), only sizes from the threshold on."""
+    import mdtraj  # noqa: F401  (maps its own libgomp into the process)
+
     from lesmd import native
     from lesmd.les.mesh import _native_library
     from lesmd.models.descriptors import _invariants_library
@@ -122,14 +125,17 @@ def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
     if not sys.platform.startswith("linux") or "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         pytest.fail("this test expects Linux and a torch built with OpenMP (the PyPI CPU wheel)")
     libraries = (bm._library(), _invariants_library(), _native_library())
-    assert all(native._uses_openmp(lib) for lib in libraries) and native.shared_openmp_pool()
+    torch_runtime = native._torch_openmp_runtime()
+    assert torch_runtime is not None and "torch" in torch_runtime
+    assert [native._openmp_runtime(lib) for lib in libraries] == [torch_runtime] * 3
+    assert all(native.shared_openmp_pool(lib) for lib in libraries)
     maps = open("/proc/self/maps").read()
-    assert len({line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}) == 1
+    assert len({line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}) == 2  # torch's, mdtraj's
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         assert [native.kernel_threads(lib, 10, 1000) for lib in libraries] == [2, 2, 2]
-        monkeypatch.setattr(native, "shared_openmp_pool", lambda: False)
+        monkeypatch.setattr(native, "shared_openmp_pool", lambda library: False)
         assert [native.kernel_threads(libraries[0], n, 1000) for n in (10, 1000)] == [1, 2]
     finally:
         torch.set_num_threads(threads)
@@ -149,7 +155,7 @@ def test_a_compiler_without_openmp_builds_kernels_on_posix_threads(tmp_path):
         "from tests.test_native_kernels import _random_graph\n"
         "species, i, j, vectors = _random_graph(n_atoms=40, seed=4)\n"
         "torch.set_num_threads(2)\n"
-        "print(native._uses_openmp(bm._library()), bm._threads(10), bm._threads(10**6))\n"
+        "print(native._openmp_runtime(bm._library()) == '', bm._threads(10), bm._threads(10**6))\n"
         "bm.THREADS_MIN_EDGES = 1  # two POSIX threads on this small graph\n"
         "g = bm.basis_moments(species, species[j], vectors, i, 40, 3, 3, 8, 3, 3.0)\n"
         "ref = bm.basis_moments_torch(species, species[j], vectors, i, 40, 3, 3, 8, 3, 3.0)\n"
@@ -157,7 +163,7 @@ def test_a_compiler_without_openmp_builds_kernels_on_posix_threads(tmp_path):
     )
     result = _run(code, CC=str(wrapper), LESMD_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=os.getcwd())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "1", "2", "2", "True"] and "warn" not in result.stderr.lower()
+    assert result.stdout.split() == ["True", "1", "2", "2", "True"] and "warn" not in result.stderr.lower()
 
 
 def test_default_model_is_the_same_with_and_without_the_kernel(shared_data):

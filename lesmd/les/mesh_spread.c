@@ -10,6 +10,7 @@
  * (native_parallel.h); in the forward, where atoms share mesh points, each thread spreads onto its own copy of the
  * mesh and the copies are added. mesh.py's torch version is the reference; tests compare both.
  */
+#define _GNU_SOURCE /* dladdr, see native_parallel.h */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -20,38 +20,46 @@ with E_W = Σ W |FFT Q|², C̄ = −Σ q², and slope = ∂(weight)/∂k² at fi
 :class:`lesmd.les.mesh._SingleWidthCellTerms`; k² = mᵀ M m with M = 4π² XᵀX, weights ∝ 1/V). The per-cell
 quantities are cached, so MD at a fixed cell computes them once. When a graph of the gradient is requested
 (forces or stress in a training loss), the backward differentiates the composable version instead, so higher
-derivatives are exact. CPU only (the spreading is the C kernel of :mod:`lesmd.les.mesh`).
+derivatives are exact. CPU only: the spreading is the C kernel of :mod:`lesmd.les.mesh`, the arithmetic
+around the FFTs that of ``uniform_mesh.c``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lesmd.les import mesh
 from lesmd.les.potentials import reciprocal_self_energy
+from lesmd.native import load_library
+
+#: C source of the arithmetic around the FFTs (compiled by :mod:`lesmd.native`)
+SOURCE = Path(__file__).resolve().parent / "uniform_mesh.c"
 
 
 @dataclass(frozen=True)
 class _UniformSetup:
-    """Per-cell quantities of the single-width mesh energy (no gradient) in the positions' dtype. The elementwise
-    per-step arithmetic on them is numpy (microseconds, where each tensor operation costs ~10 µs); matrix products
-    stay torch operations, because numpy's BLAS would start its own thread pool next to torch's."""
+    """Per-cell quantities of the single-width mesh energy (no gradient). The per-step arithmetic around the FFTs
+    is one C call each (``uniform_mesh.c``: where each tensor operation costs ~10 µs, and several times that when
+    the caches are cold, a dozen small operations cost more than the FFTs); the tables it reads are float64."""
 
-    scaled_inverse: torch.Tensor  # (3, 3) X K: u = r @ scaled_inverse
+    scaled_inverse: torch.Tensor  # (3, 3) X K in the positions' dtype: u = r @ scaled_inverse
+    scaled_inverse64: np.ndarray  # (3, 3) X K, float64
     weights: np.ndarray  # (M,) half mesh, flat: W(m), multiplicity of the rfft planes included
-    convolution: np.ndarray  # (K1, K2, K3//2 + 1): 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
-    cell_slopes: torch.Tensor  # (6, M): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
-    correction_slopes: np.ndarray  # (6,) float64: Σ_m m_a m_b ∂(aliasing correction of m)/∂k²
+    convolution: np.ndarray  # (M,) 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
+    cell_slopes: np.ndarray  # (6, M): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
+    correction_slopes: np.ndarray  # (6,): Σ_m m_a m_b ∂(aliasing correction of m)/∂k²
     q2_coefficient: float  # C + c_self, eV/e²
     correction: float  # C, eV/e²
-    inverse: np.ndarray  # (3, 3) float64 X
-    sizes: np.ndarray  # (3,) float64 K
-    cell_map: np.ndarray  # (9, 15) float64: ∂E/∂h from (rᵀ ū, slope sums), see _cell_map
+    inverse: np.ndarray  # (3, 3) X
+    sizes: np.ndarray  # (3,) K
+    cell_map: np.ndarray  # (9, 15): ∂E/∂h from (rᵀ ū, slope sums), see _cell_map
 
 
 @lru_cache(maxsize=8)
@@ -69,25 +77,29 @@ def _uniform_setup(
     )
     correction = float(s.correction)
     slopes = s.mode_products * s.slope_weights.reshape(1, -1)
+    def table(x: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().double().numpy())
+
     return _UniformSetup(
         scaled_inverse=(s.inverse * sizes).contiguous(),
-        weights=s.weights.reshape(-1).contiguous().numpy(),
-        convolution=(s.weights / mult * (2.0 * math.prod(shape))).contiguous().numpy(),
-        cell_slopes=slopes.contiguous(),
-        correction_slopes=(s.mode_products.double() @ s.slope_correction.double().reshape(-1)).numpy(),
+        scaled_inverse64=table(s.inverse * sizes),
+        weights=table(s.weights.reshape(-1)),
+        convolution=table((s.weights / mult * (2.0 * math.prod(shape))).reshape(-1)),
+        cell_slopes=table(slopes),
+        correction_slopes=table(s.mode_products.double() @ s.slope_correction.double().reshape(-1)),
         q2_coefficient=correction + self_coefficient,
         correction=correction,
-        inverse=s.inverse.double().numpy(),
+        inverse=table(s.inverse),
         sizes=np.asarray(shape, dtype=np.float64),
-        cell_map=_cell_map(s.inverse.double().numpy(), np.asarray(shape, dtype=np.float64)),
+        cell_map=np.ascontiguousarray(_cell_map(table(s.inverse), np.asarray(shape, dtype=np.float64))),
     )
 
 
 class _UniformMeshEnergy(torch.autograd.Function):
     """E(q, r, h) of the module docstring in one node; ``params`` = (shape, order, window, width2, spacing),
     ``cell_bytes`` the bytes of the cell's float64 values (the key of the per-cell cache). Charges and positions
-    are CPU tensors of one float dtype (see :func:`available`); the FFTs are torch's, the spreading is C and the
-    small arithmetic around them numpy."""
+    are CPU tensors of one float dtype (see :func:`available`); the FFTs are torch's, the spreading and the
+    arithmetic around the FFTs C (``mesh_spread.c``, ``uniform_mesh.c``)."""
 
     @staticmethod
     def forward(ctx, charges, positions, cell, params, cell_bytes):  # noqa: D102
@@ -95,11 +107,13 @@ class _UniformMeshEnergy(torch.autograd.Function):
         s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
         q = charges.detach().to(positions.dtype).contiguous()
         u = positions.detach() @ s.scaled_inverse
-        structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order)).numpy()
-        flat = structure.reshape(-1)
-        power = flat.real * flat.real + flat.imag * flat.imag  # |FFT Q|² on the half mesh, (M,)
-        mode_energy = float(np.einsum("m,m->", s.weights, power))  # einsum: numpy's own loop, no BLAS threads
-        q2 = float(np.einsum("i,i->", q.numpy(), q.numpy()))
+        structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
+        power, sums = np.empty(s.weights.shape[0]), np.empty(2)
+        _library().mesh_mode_energy(
+            structure.data_ptr(), s.weights.ctypes.data, power.shape[0], q.data_ptr(), q.shape[0],
+            power.ctypes.data, sums.ctypes.data, int(q.dtype == torch.float64),
+        )  # fmt: skip
+        mode_energy, q2 = float(sums[0]), float(sums[1])
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
         ctx.state = (q, u, structure, power, mode_energy, q2)
@@ -115,33 +129,48 @@ class _UniformMeshEnergy(torch.autograd.Function):
             return (*mesh._grads_of(energy, (charges, positions, cell), grad, needed), None, None)
         s, (q, u, structure, power, mode_energy, q2) = ctx.setup, ctx.state
         shape, order = ctx.params[:2]
-        g = float(grad)
-        grad_mesh = torch.fft.irfftn(torch.from_numpy(structure * s.convolution), s=shape)
-        grad_q, grad_u = mesh.native_spread_backward(grad_mesh, q, u, shape, order)  # per unit g
-        grad_charges = grad_positions = grad_cell = None
-        if needed[0]:
-            value = (grad_q.numpy() - (2.0 * s.q2_coefficient) * q.numpy()) * g
-            grad_charges = torch.from_numpy(value).to(charges.dtype)
-        if needed[1]:
-            grad_positions = (grad_u @ s.scaled_inverse.T).mul_(g)
-        if needed[2]:
-            grad_cell = torch.from_numpy(_cell_gradient(s, positions, grad_u, power, mode_energy, q2) * g)
-            grad_cell = grad_cell.to(cell.dtype)
+        lib, is_double = _library(), int(q.dtype == torch.float64)
+        filtered = torch.empty_like(structure)
+        lib.mesh_filter(structure.data_ptr(), s.convolution.ctypes.data, power.shape[0], filtered.data_ptr(), is_double)
+        potential, grad_u = mesh.native_spread_backward(torch.fft.irfftn(filtered, s=shape), q, u, shape, order)
+        r = positions.detach().to(q.dtype).contiguous()
+        grad_charges = torch.empty_like(q) if needed[0] else None
+        grad_positions = torch.empty_like(r) if needed[1] else None
+        grad_cell = np.empty((3, 3)) if needed[2] else None
+        scalars = np.array([float(grad), s.q2_coefficient, mode_energy, q2, s.correction])
+        lib.mesh_energy_gradients(
+            potential.data_ptr(), grad_u.data_ptr(), q.data_ptr(), r.data_ptr(), q.shape[0],
+            s.scaled_inverse64.ctypes.data, power.ctypes.data, s.cell_slopes.ctypes.data,
+            s.correction_slopes.ctypes.data, power.shape[0], s.cell_map.ctypes.data, s.inverse.ctypes.data,
+            scalars.ctypes.data, _pointer(grad_charges), _pointer(grad_positions), _pointer(grad_cell), is_double,
+        )  # fmt: skip
+        if grad_charges is not None:
+            grad_charges = grad_charges.to(charges.dtype)
+        if grad_positions is not None:
+            grad_positions = grad_positions.to(positions.dtype)
+        if grad_cell is not None:
+            grad_cell = torch.from_numpy(grad_cell).to(cell.dtype)
         return grad_charges, grad_positions, grad_cell, None, None
 
 
-def _cell_gradient(
-    s: _UniformSetup, positions: torch.Tensor, grad_u: torch.Tensor, power: np.ndarray, mode_energy: float,
-    q2: float,
-) -> np.ndarray:  # fmt: skip
-    """∂E/∂h (3, 3) float64 for a unit incoming gradient: the per-cell linear map of :func:`_cell_gradient_terms`
-    applied to X̄' = rᵀ ū, the slope sums and the volume term (three numpy calls, not fifteen)."""
-    grad_correction = -q2
-    moments = (positions.detach().T @ grad_u).double().numpy().reshape(-1)  # rᵀ ū, (9,)
-    slopes = torch.mv(s.cell_slopes, torch.from_numpy(power)).double().numpy() + grad_correction * s.correction_slopes
-    volume_grad = mode_energy + grad_correction * s.correction
-    flat = s.cell_map @ np.concatenate([moments, slopes]) - volume_grad * s.inverse.T.reshape(-1)
-    return flat.reshape(3, 3)
+def _pointer(x: torch.Tensor | np.ndarray | None) -> int | None:
+    if x is None:
+        return None
+    return x.data_ptr() if isinstance(x, torch.Tensor) else x.ctypes.data
+
+
+def _library():
+    lib = load_library(str(SOURCE))
+    if lib is not None and not getattr(lib, "_lesmd_typed", False):
+        i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.mesh_mode_energy.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, c_int]
+        lib.mesh_filter.argtypes = [ptr, ptr, i64, ptr, c_int]
+        lib.mesh_energy_gradients.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr,
+                                              ptr, ptr, c_int]  # fmt: skip
+        for f in (lib.mesh_mode_energy, lib.mesh_filter, lib.mesh_energy_gradients):
+            f.restype = None
+        lib._lesmd_typed = True
+    return lib
 
 
 def _cell_gradient_terms(x: np.ndarray, sizes: np.ndarray, moments: np.ndarray, slopes: np.ndarray,
@@ -172,10 +201,10 @@ def reference_energy(
 
 
 def available(positions: torch.Tensor) -> bool:
-    """True when the single-node path can run: CPU float32/float64 and the C spreading kernel is loaded."""
+    """True when the single-node path can run: CPU float32/float64 and the C kernels are loaded."""
     return (
         positions.device.type == "cpu" and positions.dtype in (torch.float32, torch.float64)
-        and mesh.native_spread_available()
+        and mesh.native_spread_available() and _library() is not None
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@
  * (native_parallel.h); every atom writes only its own row of G and its own edges' gradients, so there are no races.
  * The torch implementation in descriptors.py is the reference; tests compare both.
  */
+#define _GNU_SOURCE /* dladdr, see native_parallel.h */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

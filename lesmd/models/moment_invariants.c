@@ -11,6 +11,7 @@
  * [a0 (K values), I_1, I_2, I_3, T, P (K' values each)]. The torch implementation in descriptors.py is the
  * reference; tests compare both. Arithmetic in the input precision (float or double); atoms split over threads.
  */
+#define _GNU_SOURCE /* dladdr, see native_parallel.h */
 #include <math.h>
 #include <stdint.h>
 

@@ -1,0 +1,91 @@
+/* The arithmetic around the two FFTs of the single-width mesh energy (lesmd/les/uniform_mesh.py), in plain C.
+ *
+ * Forward (S = FFT[Q] on the half mesh, M modes, complex; w the mode weights):
+ *     power_m = |S_m|²,   E_W = Σ_m w_m power_m,   q2 = Σ_i q_i²
+ * Backward, before the inverse FFT:   F_m = S_m · c_m   (c the ∂E/∂Q filter)
+ * Backward, after the gather (ū = ∂E_W/∂u per atom, φ_i = ∂E_W/∂q_i; g the incoming gradient):
+ *     ∂E/∂q_i = g (φ_i − 2 κ q_i)                      (κ = C + c_self)
+ *     ∂E/∂r_i = g ū_i (X K)ᵀ
+ *     ∂E/∂h   = g [ T · (rᵀū, s) − (E_W − q2 C) Xᵀ ],  s_k = Σ_m slope_km power_m − q2 σ_k
+ * with T the per-cell (9, 15) map of uniform_mesh._cell_map and σ the aliasing-correction slopes. Sums are in
+ * double precision; complex and per-atom arrays are float or double (is_double), the per-cell tables double.
+ * uniform_mesh.reference_energy (composable torch operations) is the reference; tests compare both.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+static inline double load(const void *p, int64_t k, int is_double) {
+    return is_double ? ((const double *)p)[k] : (double)((const float *)p)[k];
+}
+
+static inline void store(void *p, int64_t k, double value, int is_double) {
+    if (is_double)
+        ((double *)p)[k] = value;
+    else
+        ((float *)p)[k] = (float)value;
+}
+
+/* out[0] = E_W, out[1] = q2; power (n_modes doubles) = |S|². structure: n_modes complex values (re, im). */
+void mesh_mode_energy(const void *structure, const double *weights, int64_t n_modes, const void *charges,
+                      int64_t n_atoms, double *power, double *out, int is_double) {
+    double energy = 0.0, q2 = 0.0;
+    for (int64_t m = 0; m < n_modes; m++) {
+        double re = load(structure, 2 * m, is_double), im = load(structure, 2 * m + 1, is_double);
+        power[m] = re * re + im * im;
+        energy += weights[m] * power[m];
+    }
+    for (int64_t i = 0; i < n_atoms; i++) {
+        double q = load(charges, i, is_double);
+        q2 += q * q;
+    }
+    out[0] = energy, out[1] = q2;
+}
+
+/* filtered = structure ⊙ filter (complex times real), n_modes values. */
+void mesh_filter(const void *structure, const double *filter, int64_t n_modes, void *filtered, int is_double) {
+    for (int64_t k = 0; k < 2 * n_modes; k++)
+        store(filtered, k, load(structure, k, is_double) * filter[k / 2], is_double);
+}
+
+/* ∂E/∂q (when grad_charges != NULL), ∂E/∂r (when grad_positions != NULL) and ∂E/∂h (when grad_cell != NULL, 9
+   doubles, row-major) for the incoming gradient g. scalars = {g, κ, E_W, q2, C}. */
+void mesh_energy_gradients(const void *potential, const void *grad_u, const void *charges, const void *positions,
+                           int64_t n_atoms, const double *scaled_inverse, const double *power, const double *slopes,
+                           const double *correction_slopes, int64_t n_modes, const double *cell_map,
+                           const double *inverse, const double *scalars, void *grad_charges, void *grad_positions,
+                           double *grad_cell, int is_double) {
+    const double g = scalars[0], kappa = scalars[1], mode_energy = scalars[2], q2 = scalars[3];
+    const double correction = scalars[4];
+    if (grad_charges != NULL)
+        for (int64_t i = 0; i < n_atoms; i++) {
+            double value = load(potential, i, is_double) - 2.0 * kappa * load(charges, i, is_double);
+            store(grad_charges, i, g * value, is_double);
+        }
+    if (grad_positions != NULL)
+        for (int64_t i = 0; i < n_atoms; i++)
+            for (int a = 0; a < 3; a++) {
+                double value = 0.0;
+                for (int b = 0; b < 3; b++) value += load(grad_u, 3 * i + b, is_double) * scaled_inverse[3 * a + b];
+                store(grad_positions, 3 * i + a, g * value, is_double);
+            }
+    if (grad_cell == NULL) return;
+    double inputs[15] = {0.0}; /* rᵀū (9, row-major), then the six slope sums */
+    for (int64_t i = 0; i < n_atoms; i++)
+        for (int a = 0; a < 3; a++) {
+            double r = load(positions, 3 * i + a, is_double);
+            for (int b = 0; b < 3; b++) inputs[3 * a + b] += r * load(grad_u, 3 * i + b, is_double);
+        }
+    for (int k = 0; k < 6; k++) {
+        double sum = 0.0;
+        const double *row = slopes + k * n_modes;
+        for (int64_t m = 0; m < n_modes; m++) sum += row[m] * power[m];
+        inputs[9 + k] = sum - q2 * correction_slopes[k];
+    }
+    const double volume_grad = mode_energy - q2 * correction;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            double value = -volume_grad * inverse[3 * b + a]; /* −(volume term) Xᵀ */
+            for (int k = 0; k < 15; k++) value += cell_map[15 * (3 * a + b) + k] * inputs[k];
+            grad_cell[3 * a + b] = g * value;
+        }
+}
