@@ -2,13 +2,14 @@
 
 Some hot loops (per-edge basis functions of the descriptor) run as hundreds of small tensor operations in eager
 PyTorch, where per-operation overhead dominates at MD sizes. Their C versions are compiled on first use with the
-system C compiler (``$CC``, else ``cc``; ``-O3 -march=native``) into a cache directory and shared by all later
-processes. Each kernel has a torch reference implementation, which the tests compare against and which lesmd
+system C compiler (``$CC``, else ``cc``; ``-O3 -march=native -fopenmp``, each of the last two dropped if the
+compiler rejects it) into a cache directory and shared by all later processes. Threads: :func:`kernel_threads`.
+Each kernel has a torch reference implementation, which the tests compare against and which lesmd
 uses when no compiler is available (one warning) or when ``LESMD_NATIVE=0`` is set.
 
 Cache: ``$LESMD_CACHE_DIR``, else ``$XDG_CACHE_HOME/lesmd``, else ``~/.cache/lesmd`` (and, if that cannot be
-written, ``lesmd-<uid>`` in the system temporary directory); the library name carries a
-hash of the source, the compiler command and the CPU model, so a cache shared by different machines or versions
+written, ``lesmd-<uid>`` in the system temporary directory); the library name carries a hash of the source (with
+its local headers), the compiler command and the CPU model, so a cache shared by different machines or versions
 never loads a stale or foreign build.
 """
 
@@ -26,7 +27,7 @@ import warnings
 from functools import cache
 from pathlib import Path
 
-#: compiler flags; -march=native is dropped if the compiler rejects it
+#: compiler flags (see OPTIONAL_FLAGS)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
 #: flags dropped when the compiler rejects them (without -fopenmp the kernels start POSIX threads)
 OPTIONAL_FLAGS = ("-fopenmp", "-march=native")
