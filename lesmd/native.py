@@ -122,7 +122,7 @@ def load_library(source_path: str) -> ctypes.CDLL | None:
         try:
             if not target.exists():
                 _compile(source, target, compiler)
-            return ctypes.CDLL(str(target))
+            return _configured(ctypes.CDLL(str(target)))
         except RuntimeError as error:  # the compiler failed: another directory will not help
             errors.append(str(error))
             break
@@ -131,6 +131,16 @@ def load_library(source_path: str) -> ctypes.CDLL | None:
     warnings.warn(f"lesmd: native kernel {source.name} unavailable ({'; '.join(errors)}); using the torch kernels",
                   stacklevel=2)  # fmt: skip
     return None
+
+
+def _configured(library: ctypes.CDLL) -> ctypes.CDLL:
+    """A kernel built with OpenMP runs its threads on the OpenMP pool only when that pool is torch's
+    (:func:`shared_openmp_pool`); otherwise it starts POSIX threads, as without OpenMP."""
+    setter = getattr(library, "lesmd_set_openmp", None)
+    if setter is not None:
+        setter.argtypes, setter.restype = [ctypes.c_int], None
+        setter(int(shared_openmp_pool(library)))
+    return library
 
 
 #: file-name prefixes of OpenMP runtime libraries (GNU, LLVM, Intel)

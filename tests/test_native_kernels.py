@@ -132,12 +132,21 @@ def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
     maps = open("/proc/self/maps").read()
     assert len({line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}) == 2  # torch's, mdtraj's
     threads = torch.get_num_threads()
+    species, i, j, vectors = _random_graph(n_atoms=40, seed=4)
+    v = vectors.clone().requires_grad_(True)
     try:
         torch.set_num_threads(2)
         assert [native.kernel_threads(lib, 10, 1000) for lib in libraries] == [2, 2, 2]
+        on_pool = basis_moments(species, species[j], v, i, 40, 3, 3, 8, 3, 3.0)
+        libraries[0].lesmd_set_openmp(0)  # what a runtime other than torch's gets: POSIX threads
+        posix = basis_moments(species, species[j], v, i, 40, 3, 3, 8, 3, 3.0)
+        assert torch.equal(on_pool, posix)
+        assert all(torch.equal(a, b) for a, b in zip(torch.autograd.grad(on_pool.sum(), v),
+                                                      torch.autograd.grad(posix.sum(), v), strict=True))  # fmt: skip
         monkeypatch.setattr(native, "shared_openmp_pool", lambda library: False)
         assert [native.kernel_threads(libraries[0], n, 1000) for n in (10, 1000)] == [1, 2]
     finally:
+        libraries[0].lesmd_set_openmp(1)
         torch.set_num_threads(threads)
 
 
