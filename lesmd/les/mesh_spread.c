@@ -49,7 +49,7 @@ static void atom_weights(const double u[3], const int64_t shape[3], int order, c
     }
 }
 
-/* mesh (K0·K1·K2, zeroed by the caller) += Σ_i q_i Π_d w. */
+/* One thread's share of the forward: Q (K0·K1·K2) += Σ_i q_i Π_d w over its atoms. */
 typedef struct {
     const void *charges, *u;
     void *mesh;
