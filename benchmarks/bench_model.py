@@ -127,9 +127,9 @@ def main() -> None:
         ratio, cpu_ratio = median_ratio(w_full, w_short), median_ratio(c_full, c_short)
         cpu_full, cpu_short = statistics.median(c_full), statistics.median(c_short)
         target = targets.get(n, float("nan"))
-        print(f"{n:>6} {t_full:>9.4f} {t_short:>9.4f} {ratio:>6.2f} {cpu_full:>10.4f} {cpu_short:>11.4f} "
+        print(f"{n:>6} {t_full:>9.4f} {t_short:>9.4f} {ratio:>6.3f} {cpu_full:>10.4f} {cpu_short:>11.4f} "
               f"{cpu_ratio:>9.2f} {t_search:>9.4f} {target:>8.3f} {peak_gb():>7.2f}", flush=True)  # fmt: skip
-        line = (f"N={n} full={t_full:.4f} short_range={t_short:.4f} les_overhead={ratio:.2f} "
+        line = (f"N={n} full={t_full:.4f} short_range={t_short:.4f} les_overhead={ratio:.3f} "
                 f"full_cpu={cpu_full:.4f} cpu_overhead={cpu_ratio:.2f} full_with_search={t_search:.4f} "
                 f"peak_gb={peak_gb():.2f}")  # fmt: skip
     print(line)
