@@ -130,7 +130,8 @@ def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
     assert [native._openmp_runtime(lib) for lib in libraries] == [torch_runtime] * 3
     assert all(native.shared_openmp_pool(lib) for lib in libraries)
     maps = open("/proc/self/maps").read()
-    assert len({line.split()[-1] for line in maps.splitlines() if "/libgomp" in line}) == 2  # torch's, mdtraj's
+    runtimes = {os.path.realpath(line.split()[-1]) for line in maps.splitlines() if "/libgomp" in line}
+    assert torch_runtime in runtimes  # with mdtraj's wheel (1.11) also its own vendored copy: two runtimes
     threads = torch.get_num_threads()
     species, i, j, vectors = _random_graph(n_atoms=40, seed=4)
     v = vectors.clone().requires_grad_(True)
