@@ -103,6 +103,10 @@ def test_non_model_files_are_rejected(tmp_path):
     (tmp_path / "text.pt").write_text("hello, I am not a model\n")
     with pytest.raises(ValueError, match="corrupt or truncated"):
         load_model(tmp_path / "text.pt")
+    (tmp_path / "bytes.pt").write_bytes(b"not a model")  # a byte the unpickler rejects: corrupt, not "unsafe"
+    with pytest.raises(ValueError, match="corrupt or truncated") as info:
+        load_model(tmp_path / "bytes.pt")
+    assert "Unsupported operand" in str(info.value) and "\n" not in str(info.value)  # the reason, not the preamble
     torch.save({"weights": torch.zeros(3)}, tmp_path / "dict.pt")
     with pytest.raises(ValueError, match="not a lesmd model file"):
         load_model(tmp_path / "dict.pt")

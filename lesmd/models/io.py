@@ -85,6 +85,17 @@ def save_model(model: LESModel, path: str | Path, provenance: dict | None = None
     return path
 
 
+def _load_error_detail(text: str) -> str:
+    """The informative line of a torch.load error: after torch's weights-only preamble ("Weights only load
+    failed…") the unpickler's own reason, e.g. "Unsupported operand 110"; else the first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for k, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[-1].strip()
+            return reason or (lines[k + 1] if k + 1 < len(lines) else line)
+    return lines[0] if lines else ""
+
+
 def read_model_file(path: str | Path) -> dict:
     """The validated dict of a model file (safe: no code runs). ValueError names what is wrong."""
     path = Path(path)
@@ -94,12 +105,12 @@ def read_model_file(path: str | Path) -> dict:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises several types; all mean "not loadable"
         text = str(error)
-        if "Weights only load failed" in text or "Unsupported global" in text or "unpickl" in text.lower():
+        if "GLOBAL" in text or "Unsupported global" in text:  # a pickled class or function: code would run
             raise ValueError(
                 f"{path} is not a safe lesmd model file: it contains Python objects beyond tensors and plain "
                 "values (refused without running them)"
             ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        first = _load_error_detail(text) or type(error).__name__
         raise ValueError(f"{path} is not a readable lesmd model file (corrupt or truncated?): {first}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a lesmd model file (no 'format: {FORMAT}' entry)")
