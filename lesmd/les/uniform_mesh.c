@@ -1,12 +1,13 @@
 /* The arithmetic around the two FFTs of the single-width mesh energy (lesmd/les/uniform_mesh.py), in plain C.
  *
- * Forward (S = FFT[Q] on the half mesh, M modes, complex; w the mode weights):
- *     power_m = |S_m|²,   E_W = Σ_m w_m power_m,   q2 = Σ_i q_i²
- * Backward, before the inverse FFT:   F_m = S_m · c_m   (c the ∂E/∂Q filter)
+ * Forward (S = FFT[Q] on the half mesh, M modes, complex; w the mode weights), one pass over the modes:
+ *     power_m = |S_m|²,   E_W = Σ_m w_m power_m,   q2 = Σ_i q_i²,
+ *     and, when a gradient will be wanted, F_m = S_m · c_m (c the ∂E/∂Q filter, input of the inverse FFT) and the
+ *     six slope sums Σ_m slope_m power_m m_a m_b of the cell gradient
  * Backward, after the gather (ū = ∂E_W/∂u per atom, φ_i = ∂E_W/∂q_i; g the incoming gradient):
  *     ∂E/∂q_i = g (φ_i − 2 κ q_i)                      (κ = C + c_self)
  *     ∂E/∂r_i = g ū_i (X K)ᵀ
- *     ∂E/∂h   = g [ T · (rᵀū, s) − (E_W − q2 C) Xᵀ ],  s_k = Σ_m slope_km power_m − q2 σ_k
+ *     ∂E/∂h   = g [ T · (rᵀū, s) − (E_W − q2 C) Xᵀ ],  s_k = (slope sum)_k − q2 σ_k
  * with T the per-cell (9, 15) map of uniform_mesh._cell_map and σ the aliasing-correction slopes. Sums are in
  * double precision; complex and per-atom arrays are float or double (is_double), the per-cell tables double.
  * uniform_mesh.reference_energy (composable torch operations) is the reference; tests compare both.
@@ -25,35 +26,50 @@ static inline void store(void *p, int64_t k, double value, int is_double) {
         ((float *)p)[k] = (float)value;
 }
 
-/* out[0] = E_W, out[1] = q2; power (n_modes doubles) = |S|². structure: n_modes complex values (re, im). */
-void mesh_mode_energy(const void *structure, const double *weights, int64_t n_modes, const void *charges,
-                      int64_t n_atoms, double *power, double *out, int is_double) {
-    double energy = 0.0, q2 = 0.0;
-    for (int64_t m = 0; m < n_modes; m++) {
-        double re = load(structure, 2 * m, is_double), im = load(structure, 2 * m + 1, is_double);
-        power[m] = re * re + im * im;
-        energy += weights[m] * power[m];
-    }
+/* One pass over the half mesh (n1 × n2 × n3 modes; structure: complex values (re, im), power_m = |S_m|²):
+   out[0] = E_W = Σ_m w_m power_m, out[1] = q2 = Σ_i q_i²; when slope_weights != NULL also the six slope sums
+   out[2..7] = Σ_m slope_m power_m m_a m_b (ab = 00, 11, 22, 01, 02, 12; m = (freq1, freq2, freq3) the signed mode
+   numbers per axis, slope = ∂w/∂k² at fixed volume); when filtered != NULL the ∂E/∂Q filter F_m = S_m · c_m
+   (computed here, while S is in cache). */
+void mesh_forward_terms(const void *structure, const double *weights, const double *filter,
+                        const double *slope_weights, const double *freq1, const double *freq2, const double *freq3,
+                        int64_t n1, int64_t n2, int64_t n3, const void *charges, int64_t n_atoms, void *filtered,
+                        double *out, int is_double) {
+    double energy = 0.0, q2 = 0.0, s[6] = {0.0};
+    int64_t m = 0;
+    for (int64_t a = 0; a < n1; a++)
+        for (int64_t b = 0; b < n2; b++) {
+            const double f1 = freq1[a], f2 = freq2[b];
+            for (int64_t c = 0; c < n3; c++, m++) {
+                const double re = load(structure, 2 * m, is_double), im = load(structure, 2 * m + 1, is_double);
+                const double power = re * re + im * im;
+                energy += weights[m] * power;
+                if (filtered != NULL) {
+                    store(filtered, 2 * m, re * filter[m], is_double);
+                    store(filtered, 2 * m + 1, im * filter[m], is_double);
+                }
+                if (slope_weights != NULL) {
+                    const double t = slope_weights[m] * power, f3 = freq3[c];
+                    s[0] += t * f1 * f1, s[1] += t * f2 * f2, s[2] += t * f3 * f3;
+                    s[3] += t * f1 * f2, s[4] += t * f1 * f3, s[5] += t * f2 * f3;
+                }
+            }
+        }
     for (int64_t i = 0; i < n_atoms; i++) {
-        double q = load(charges, i, is_double);
+        const double q = load(charges, i, is_double);
         q2 += q * q;
     }
     out[0] = energy, out[1] = q2;
-}
-
-/* filtered = structure ⊙ filter (complex times real), n_modes values. */
-void mesh_filter(const void *structure, const double *filter, int64_t n_modes, void *filtered, int is_double) {
-    for (int64_t k = 0; k < 2 * n_modes; k++)
-        store(filtered, k, load(structure, k, is_double) * filter[k / 2], is_double);
+    for (int k = 0; k < 6; k++) out[2 + k] = s[k];
 }
 
 /* ∂E/∂q (when grad_charges != NULL), ∂E/∂r (when grad_positions != NULL) and ∂E/∂h (when grad_cell != NULL, 9
    doubles, row-major) for the incoming gradient g. scalars = {g, κ, E_W, q2, C}. */
 void mesh_energy_gradients(const void *potential, const void *grad_u, const void *charges, const void *positions,
-                           int64_t n_atoms, const double *scaled_inverse, const double *power, const double *slopes,
-                           const double *correction_slopes, int64_t n_modes, const double *cell_map,
-                           const double *inverse, const double *scalars, void *grad_charges, void *grad_positions,
-                           double *grad_cell, int is_double) {
+                           int64_t n_atoms, const double *scaled_inverse, const double *slope_sums,
+                           const double *correction_slopes, const double *cell_map, const double *inverse,
+                           const double *scalars, void *grad_charges, void *grad_positions, double *grad_cell,
+                           int is_double) {
     const double g = scalars[0], kappa = scalars[1], mode_energy = scalars[2], q2 = scalars[3];
     const double correction = scalars[4];
     if (grad_charges != NULL)
@@ -75,12 +91,7 @@ void mesh_energy_gradients(const void *potential, const void *grad_u, const void
             double r = load(positions, 3 * i + a, is_double);
             for (int b = 0; b < 3; b++) inputs[3 * a + b] += r * load(grad_u, 3 * i + b, is_double);
         }
-    for (int k = 0; k < 6; k++) {
-        double sum = 0.0;
-        const double *row = slopes + k * n_modes;
-        for (int64_t m = 0; m < n_modes; m++) sum += row[m] * power[m];
-        inputs[9 + k] = sum - q2 * correction_slopes[k];
-    }
+    for (int k = 0; k < 6; k++) inputs[9 + k] = slope_sums[k] - q2 * correction_slopes[k];
     const double volume_grad = mode_energy - q2 * correction;
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++) {

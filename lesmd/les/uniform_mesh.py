@@ -53,7 +53,8 @@ class _UniformSetup:
     scaled_inverse64: np.ndarray  # (3, 3) X K, float64
     weights: np.ndarray  # (M,) half mesh, flat: W(m), multiplicity of the rfft planes included
     convolution: np.ndarray  # (M,) 2 K1K2K3 W(m) / mult, the ∂E/∂Q filter
-    cell_slopes: np.ndarray  # (6, M): m_a m_b · ∂W/∂k² for ab = 00, 11, 22, 01, 02, 12
+    slope_weights: np.ndarray  # (M,) ∂W/∂k² at fixed volume
+    frequencies: tuple[np.ndarray, np.ndarray, np.ndarray]  # signed mode numbers m per axis (K1,), (K2,), (K3//2+1,)
     correction_slopes: np.ndarray  # (6,): Σ_m m_a m_b ∂(aliasing correction of m)/∂k²
     q2_coefficient: float  # C + c_self, eV/e²
     correction: float  # C, eV/e²
@@ -76,7 +77,6 @@ def _uniform_setup(
                                window[0])  # fmt: skip
     )
     correction = float(s.correction)
-    slopes = s.mode_products * s.slope_weights.reshape(1, -1)
     def table(x: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(x.detach().double().numpy())
 
@@ -85,7 +85,8 @@ def _uniform_setup(
         scaled_inverse64=table(s.inverse * sizes),
         weights=table(s.weights.reshape(-1)),
         convolution=table((s.weights / mult * (2.0 * math.prod(shape))).reshape(-1)),
-        cell_slopes=table(slopes),
+        slope_weights=table(s.slope_weights.reshape(-1)),
+        frequencies=tuple(table(f) for f in mesh._cached_factors(shape, order, torch.float64, cell.device)[2]),
         correction_slopes=table(s.mode_products.double() @ s.slope_correction.double().reshape(-1)),
         q2_coefficient=correction + self_coefficient,
         correction=correction,
@@ -108,15 +109,21 @@ class _UniformMeshEnergy(torch.autograd.Function):
         q = charges.detach().to(positions.dtype).contiguous()
         u = positions.detach() @ s.scaled_inverse
         structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
-        power, sums = np.empty(s.weights.shape[0]), np.empty(2)
-        _library().mesh_mode_energy(
-            structure.data_ptr(), s.weights.ctypes.data, power.shape[0], q.data_ptr(), q.shape[0],
-            power.ctypes.data, sums.ctypes.data, int(q.dtype == torch.float64),
+        # the backward's inputs (the filtered spectrum, the six slope sums) in the same pass over the modes
+        filtered = torch.empty_like(structure) if any(ctx.needs_input_grad[:3]) else None
+        cell_slopes = ctx.needs_input_grad[2]
+        sums = np.empty(8)
+        f1, f2, f3 = s.frequencies
+        _library().mesh_forward_terms(
+            structure.data_ptr(), s.weights.ctypes.data, s.convolution.ctypes.data,
+            s.slope_weights.ctypes.data if cell_slopes else None, f1.ctypes.data, f2.ctypes.data, f3.ctypes.data,
+            *structure.shape, q.data_ptr(), q.shape[0], _pointer(filtered), sums.ctypes.data,
+            int(q.dtype == torch.float64),
         )  # fmt: skip
         mode_energy, q2 = float(sums[0]), float(sums[1])
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
-        ctx.state = (q, u, structure, power, mode_energy, q2)
+        ctx.state = (q, u, filtered, sums, mode_energy, q2)
         return torch.tensor(mode_energy - s.q2_coefficient * q2, dtype=positions.dtype)
 
     @staticmethod
@@ -127,22 +134,19 @@ class _UniformMeshEnergy(torch.autograd.Function):
             with torch.enable_grad():
                 energy = reference_energy(charges, positions, cell, ctx.params)
             return (*mesh._grads_of(energy, (charges, positions, cell), grad, needed), None, None)
-        s, (q, u, structure, power, mode_energy, q2) = ctx.setup, ctx.state
+        s, (q, u, filtered, sums, mode_energy, q2) = ctx.setup, ctx.state
         shape, order = ctx.params[:2]
-        lib, is_double = _library(), int(q.dtype == torch.float64)
-        filtered = torch.empty_like(structure)
-        lib.mesh_filter(structure.data_ptr(), s.convolution.ctypes.data, power.shape[0], filtered.data_ptr(), is_double)
         potential, grad_u = mesh.native_spread_backward(torch.fft.irfftn(filtered, s=shape), q, u, shape, order)
         r = positions.detach().to(q.dtype).contiguous()
         grad_charges = torch.empty_like(q) if needed[0] else None
         grad_positions = torch.empty_like(r) if needed[1] else None
         grad_cell = np.empty((3, 3)) if needed[2] else None
         scalars = np.array([float(grad), s.q2_coefficient, mode_energy, q2, s.correction])
-        lib.mesh_energy_gradients(
+        _library().mesh_energy_gradients(
             potential.data_ptr(), grad_u.data_ptr(), q.data_ptr(), r.data_ptr(), q.shape[0],
-            s.scaled_inverse64.ctypes.data, power.ctypes.data, s.cell_slopes.ctypes.data,
-            s.correction_slopes.ctypes.data, power.shape[0], s.cell_map.ctypes.data, s.inverse.ctypes.data,
-            scalars.ctypes.data, _pointer(grad_charges), _pointer(grad_positions), _pointer(grad_cell), is_double,
+            s.scaled_inverse64.ctypes.data, sums[2:].ctypes.data, s.correction_slopes.ctypes.data,
+            s.cell_map.ctypes.data, s.inverse.ctypes.data, scalars.ctypes.data, _pointer(grad_charges),
+            _pointer(grad_positions), _pointer(grad_cell), int(q.dtype == torch.float64),
         )  # fmt: skip
         if grad_charges is not None:
             grad_charges = grad_charges.to(charges.dtype)
@@ -163,11 +167,10 @@ def _library():
     lib = load_library(str(SOURCE))
     if lib is not None and not getattr(lib, "_lesmd_typed", False):
         i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        lib.mesh_mode_energy.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, c_int]
-        lib.mesh_filter.argtypes = [ptr, ptr, i64, ptr, c_int]
-        lib.mesh_energy_gradients.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr,
-                                              ptr, ptr, c_int]  # fmt: skip
-        for f in (lib.mesh_mode_energy, lib.mesh_filter, lib.mesh_energy_gradients):
+        lib.mesh_forward_terms.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ptr, i64, ptr, ptr, c_int]
+        lib.mesh_energy_gradients.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                              c_int]  # fmt: skip
+        for f in (lib.mesh_forward_terms, lib.mesh_energy_gradients):
             f.restype = None
         lib._lesmd_typed = True
     return lib
