@@ -135,12 +135,14 @@ def evaluate(
 
     out = model(numbers, pos_s, cell_s, pbc, total_charge)
     energy0 = out["energy"]
-    dipole = dipole_moment(out["charges"], pos_s, epsilon_inf)
     field = None if efield is None else torch.as_tensor(efield, dtype=pos.dtype, device=pos.device)
-    enthalpy = field_enthalpy(energy0, dipole, field)
     # Periodic cells with a local charge model: BEC from relative (minimum-image) vectors, and field forces Z*ᵀE
     local = bool(pbc.any()) and hasattr(model, "born_effective_charges")
     field_by_bec = local and field is not None
+    # the dipole enters a derivative only through the field enthalpy or the Jacobian BEC of open boundaries
+    with torch.set_grad_enabled(field is not None or (need_bec and not local)):
+        dipole = dipole_moment(out["charges"], pos_s, epsilon_inf)
+    enthalpy = field_enthalpy(energy0, dipole, field)
 
     results: dict[str, torch.Tensor] = {
         "energy": enthalpy.detach(),

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lesmd.les import uniform_mesh
+from lesmd.les import mesh, uniform_mesh
 from lesmd.les.ewald import les_energy
 from lesmd.les.mesh import mesh_shape, native_spread_available
 from lesmd.les.tuning import choose_parameters
@@ -139,21 +139,31 @@ def test_a_changed_cell_is_not_served_from_the_cache():
     assert float(les_energy(charges, positions, cell, True)) == float(first)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
     ("what", "message"),
-    [("positions", "positions contain NaN or inf"), ("charges", "charges contain NaN or inf"),
+    [("positions", "positions contain NaN or inf"), ("positions_inf", "positions contain NaN or inf"),
+     ("far", "too far outside the cell"), ("charges", "charges contain NaN or inf"),
      ("cell", "cell contains NaN or inf"), ("singular", "singular or degenerate")],
 )  # fmt: skip
-def test_bad_input_is_named(what, message):
-    charges, positions, cell = _system(120, seed=8)
+def test_bad_input_is_named(what, message, dtype, monkeypatch):
+    """The node's kernels check positions (the spreading refuses u whose floor overflows an int64) and charges
+    (Σq²), in the last of two threads' atom ranges too; the messages are those of the other paths."""
+    monkeypatch.setattr(mesh, "kernel_threads", lambda lib, size, min_size: 2)
+    charges, positions, cell = (t.to(dtype) for t in _system(120, seed=8))
     if what == "positions":
         positions[3, 1] = math.nan
+    elif what == "positions_inf":
+        positions[110, 2] = -math.inf
+    elif what == "far":
+        positions[100, 0] = 1e18
     elif what == "charges":
         charges[5] = math.inf
     elif what == "cell":
         cell[1, 1] = math.nan
     else:
         cell[2] = cell[0] + cell[1]
+    assert uniform_mesh.available(positions)
     with pytest.raises(ValueError, match=message):
         les_energy(charges, positions, cell, True)
 

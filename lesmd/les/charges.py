@@ -36,8 +36,15 @@ def apply_total_charge(raw_charges: torch.Tensor, total_charge: float = 0.0) -> 
     total_charge = float(total_charge)
     if not math.isfinite(total_charge):
         raise ValueError(f"total_charge must be finite, got {total_charge}")
-    excess = raw_charges.sum() - total_charge
-    return raw_charges - excess / raw_charges.numel()
+    return shift_to_total_charge(raw_charges, total_charge)
+
+
+def shift_to_total_charge(raw_charges: torch.Tensor, total_charge: float) -> torch.Tensor:
+    """q_i − (Σ_j q_j − Q)/N for (N,) charges already known to be finite (no checks: the step of
+    :func:`apply_total_charge` for callers that have checked them, e.g. against per-element bounds); e."""
+    if total_charge == 0.0:
+        return raw_charges - raw_charges.mean()
+    return raw_charges - (raw_charges.mean() - total_charge / raw_charges.shape[0])
 
 
 def _describe(x: object) -> str:

@@ -106,11 +106,13 @@ def coulomb_energy(
             all widths must be positive). Default: self-interaction excluded.
         fused: as in :func:`les_energy` (applies to one common width on a 3-D periodic mesh).
     """
-    _check_inputs(charges, positions, accuracy, method)
+    _check_inputs(charges, positions, accuracy, method, values=False)
     if fused and not self_energy and isinstance(widths, (int, float)):
+        # NaN/inf positions and charges are caught by the node's kernels, with the messages of _check_values
         energy = _uniform_periodic_energy(charges, positions, cell, pbc, float(widths), accuracy, method)
         if energy is not None:
             return energy
+    _check_values(charges, positions)
     system = _system(charges, positions, cell, pbc, widths, accuracy)
     q, pos, box, widths2, mode = system
     if mode == "open":
@@ -257,8 +259,11 @@ def _prepare(
     return _system(charges, positions, cell, pbc, widths, accuracy)
 
 
-def _check_inputs(charges: torch.Tensor, positions: torch.Tensor, accuracy: float, method: str) -> None:
-    """ValueError naming the problem with the charges, positions, accuracy or method."""
+def _check_inputs(
+    charges: torch.Tensor, positions: torch.Tensor, accuracy: float, method: str, values: bool = True
+) -> None:
+    """ValueError naming the problem with the charges, positions (shapes, and NaN/inf unless ``values`` is False:
+    then the caller runs :func:`_check_values` itself), accuracy or method."""
     if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or positions.shape[1] != 3:
         raise ValueError(f"positions must be a tensor of shape (N, 3), got {_shape(positions)}")
     if not positions.is_floating_point():
@@ -268,14 +273,19 @@ def _check_inputs(charges: torch.Tensor, positions: torch.Tensor, accuracy: floa
         raise ValueError("positions is empty: need at least one charge")
     if not isinstance(charges, torch.Tensor) or charges.shape != (n_atoms,):
         raise ValueError(f"charges must have shape ({n_atoms},) to match positions, got {_shape(charges)}")
-    if not all_finite(positions):
-        raise ValueError("positions contain NaN or inf")
-    if not all_finite(charges):
-        raise ValueError("charges contain NaN or inf")
     if not (isinstance(accuracy, (int, float)) and 0.0 < accuracy < 1.0):
         raise ValueError(f"accuracy must be a number in (0, 1), got {accuracy!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if values:
+        _check_values(charges, positions)
+
+
+def _check_values(charges: torch.Tensor, positions: torch.Tensor) -> None:
+    if not all_finite(positions):
+        raise ValueError("positions contain NaN or inf")
+    if not all_finite(charges):
+        raise ValueError("charges contain NaN or inf")
 
 
 def _system(

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from numpy.polynomial import polynomial as P
 
+from lesmd.les.checks import all_finite
 from lesmd.les.kspace import smooth_window
 from lesmd.les.lattice import inverse_cell, volume
 from lesmd.les.potentials import fourier_prefactor
@@ -312,6 +313,9 @@ def native_spread_forward(
         _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(mesh),
         int(charges.dtype == torch.float64), threads,
     )  # fmt: skip
+    if status == 3:  # the kernel refuses coordinates whose floor does not fit an int64 (NaN and inf included)
+        raise ValueError("positions contain NaN or inf" if not all_finite(u) else
+                         "positions lie too far outside the cell for the mesh (|u| > 1e15 mesh spacings)")
     if status != 0:
         raise RuntimeError(_spread_failure(status))
     return mesh

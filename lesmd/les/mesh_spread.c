@@ -57,11 +57,15 @@ typedef struct {
     const double *coefficients;
     int64_t first, last;
     int order, is_double;
+    int bad; /* set when an atom's u is NaN, inf or beyond ±MAX_U (that atom is skipped) */
 } SpreadJob;
+
+/* |u| beyond this (mesh units) is refused: floor(u) must fit an int64 */
+#define MAX_U 1e15
 
 /* Spread atoms first .. last − 1 onto job->mesh (added to what is there). */
 static void *spread_range(void *arg) {
-    const SpreadJob *job = (const SpreadJob *)arg;
+    SpreadJob *job = (SpreadJob *)arg;
     const int p = job->order, is_double = job->is_double;
     const int64_t *shape = job->shape;
     double w[3][MAX_ORDER];
@@ -70,6 +74,10 @@ static void *spread_range(void *arg) {
         double ui[3] = {load(job->u, 3 * i, is_double), load(job->u, 3 * i + 1, is_double),
                         load(job->u, 3 * i + 2, is_double)};
         double q = load(job->charges, i, is_double);
+        if (!(fabs(ui[0]) < MAX_U && fabs(ui[1]) < MAX_U && fabs(ui[2]) < MAX_U)) { /* NaN fails too */
+            job->bad = 1;
+            continue;
+        }
         atom_weights(ui, shape, p, job->coefficients, w, NULL, idx);
         for (int a = 0; a < p; a++) {
             double qa = q * w[0][a];
@@ -117,7 +125,7 @@ static void *sum_range(void *arg) {
 /* mesh (zeroed by the caller) += the spread charges. With n_threads > 1 the atoms are split into n_threads
    ranges: the first is spread onto mesh, every other onto its own zeroed copy, and the copies are then added
    (atoms share mesh points, so threads cannot write to one mesh). Returns 0, 1 for an unsupported order, 2 when
-   the copies cannot be allocated. */
+   the copies cannot be allocated, 3 when a coordinate u is NaN, inf or beyond ±MAX_U (the mesh is then invalid). */
 int mesh_spread_forward(const void *charges, const void *u, int64_t n_atoms, const int64_t *shape, int64_t order,
                         const double *coefficients, void *mesh, int is_double, int64_t n_threads) {
     if (order < 2 || order > MAX_ORDER) return 1;
@@ -136,10 +144,16 @@ int mesh_spread_forward(const void *charges, const void *u, int64_t n_atoms, con
     SpreadJob jobs[64];
     for (int64_t t = 0; t < n_threads; t++) {
         SpreadJob job = {charges, u, parts[t], shape, coefficients,
-                         n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double};
+                         n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double, 0};
         jobs[t] = job;
     }
     run_jobs(jobs, n_threads, sizeof(SpreadJob), spread_range);
+    int bad = 0;
+    for (int64_t t = 0; t < n_threads; t++) bad |= jobs[t].bad;
+    if (bad) {
+        for (int64_t t = 1; t < n_threads; t++) free(parts[t]);
+        return 3;
+    }
     if (n_threads > 1) {
         SumJob sums[64];
         for (int64_t t = 0; t < n_threads; t++) {

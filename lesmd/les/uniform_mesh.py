@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from lesmd.les import mesh
+from lesmd.les.checks import all_finite
 from lesmd.les.potentials import reciprocal_self_energy
 from lesmd.native import load_library
 
@@ -121,6 +122,8 @@ class _UniformMeshEnergy(torch.autograd.Function):
             int(q.dtype == torch.float64),
         )  # fmt: skip
         mode_energy, q2 = float(sums[0]), float(sums[1])
+        if not math.isfinite(q2):  # the spreading kernel has refused NaN/inf positions already
+            raise ValueError("charges contain NaN or inf" if not all_finite(q) else "charges too large: Σq² overflows")
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
         ctx.state = (q, u, filtered, sums, mode_energy, q2)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from lesmd.les.response import enforce_acoustic_sum_rule
@@ -51,9 +52,13 @@ def _mean_displacement(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.T
     return out
 
 
-def _apply_total_charge(charges: torch.Tensor, total_charge: float) -> torch.Tensor:
-    from lesmd.les.charges import apply_total_charge
+def _apply_total_charge(charges: torch.Tensor, total_charge: float, checked: bool = False) -> torch.Tensor:
+    """The total-charge shift; ``checked``: the raw charges are known to be finite (inside their bounds)."""
+    from lesmd.les.charges import apply_total_charge, shift_to_total_charge
 
+    total_charge = float(total_charge)
+    if checked and math.isfinite(total_charge):
+        return shift_to_total_charge(charges, total_charge)
     return apply_total_charge(charges, total_charge)
 
 
@@ -201,8 +206,8 @@ class LESModel(AtomisticModel):
         if not self.use_les:
             return {"energy": energy_sr, "energy_sr": energy_sr, "energy_lr": torch.zeros_like(energy_sr),
                     "charges": vectors.new_zeros(species.shape[0])}  # fmt: skip
-        raw = self._latent_charges(self._charge_features(sr, species, vectors, edges.i, edges.j), species)
-        charges = _apply_total_charge(raw, float(total_charge))
+        raw, inside = self._bounded_charges(self._charge_features(sr, species, vectors, edges.i, edges.j), species)
+        charges = _apply_total_charge(raw, float(total_charge), checked=inside)
         energy_lr = _les_energy(charges, positions, cell, pbc, self.sigma, **self.les_options).to(energy_sr.dtype)
         return {"energy": energy_sr + energy_lr, "energy_sr": energy_sr, "energy_lr": energy_lr, "charges": charges}
 
@@ -336,27 +341,31 @@ class LESModel(AtomisticModel):
         return features
 
     def _latent_charges(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        return self._bounded_charges(features, species)[0]
+
+    def _bounded_charges(self, features: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Raw latent charges (N,) e, and whether all were inside their element's range (hence finite)."""
         raw = self.charge_head(features).squeeze(-1)
-        if self.charge_bound is None or self._charges_inside(raw, species):
-            return raw  # the usual case in MD: the bound is the identity
+        if self.charge_bound is None:
+            return raw, False
+        if self._charges_inside(raw, species):
+            return raw, True  # the usual case in MD: the bound is the identity
         bounds = self.charge_range.to(raw.dtype)[species]
-        return bound_charges(raw, bounds[:, 0], bounds[:, 1], self.charge_width)
+        return bound_charges(raw, bounds[:, 0], bounds[:, 1], self.charge_width), False
 
     def _charges_inside(self, raw: torch.Tensor, species: torch.Tensor) -> bool:
-        """Whether every raw charge lies inside its element's range (then :func:`bound_charges` is the identity),
-        checked in numpy on the CPU with per-atom bounds kept for the last species vector (a few µs, against
-        ~10 tensor operations)."""
+        """Whether every raw charge lies inside its element's range (then :func:`bound_charges` is the identity;
+        NaN is never inside), checked in numpy on the CPU with per-atom bounds in the charges' dtype kept for the
+        last species tensor (:meth:`species_indices` hands MD the same tensor every step)."""
         if raw.device.type != "cpu" or raw.dtype not in (torch.float32, torch.float64):
             return False
-        key = species.numpy().tobytes()
         cached = getattr(self, "_bounds_cache", None)
-        if cached is None or cached[0] != key:
-            table = self.charge_range.double().numpy()
-            cached = (key, table[species.numpy()])
+        if cached is None or cached[0] is not species or cached[1] != raw.dtype:
+            table = self.charge_range.to(raw.dtype).numpy()[species.numpy()]
+            cached = (species, raw.dtype, np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1]))
             self._bounds_cache = cached
         q = raw.detach().numpy()
-        bounds = cached[1]
-        return bool(((q >= bounds[:, 0]) & (q <= bounds[:, 1])).all())
+        return bool(((q >= cached[2]) & (q <= cached[3])).all())
 
     def born_effective_charges(
         self, numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
