@@ -53,12 +53,88 @@ def _node_equals_composable(charges, positions, cell, params):
     return fused
 
 
+@pytest.mark.parametrize("fft", ["C", "torch"])
 @pytest.mark.parametrize("accuracy", [1e-4, 1e-6, 1e-9])
-def test_single_node_equals_composable_mesh_in_energy_and_all_gradients(accuracy):
-    """Orders 6, 8 and 10; a triclinic cell; atoms outside the cell. Float64: equal to rounding."""
+def test_single_node_equals_composable_mesh_in_energy_and_all_gradients(accuracy, fft, monkeypatch):
+    """Orders 6, 8 and 10; a triclinic cell; atoms outside the cell; the node's own FFT (small meshes) and
+    torch.fft (large ones). Float64: equal to rounding."""
     charges, positions, cell = _system(150, seed=1)
     params = _params(cell, 150, accuracy)
+    assert math.prod(params[0]) <= uniform_mesh.NATIVE_FFT_MAX_POINTS
+    monkeypatch.setattr(uniform_mesh, "NATIVE_FFT_MAX_POINTS", uniform_mesh.NATIVE_FFT_MAX_POINTS if fft == "C" else 0)
     _node_equals_composable(charges, positions, cell, params)
+
+
+def _c_fft(real: torch.Tensor, threads: int) -> torch.Tensor:
+    """The node kernel's forward FFT (fft3d.h through mesh_forward_fft without a filter) of a real mesh."""
+    import ctypes
+
+    import numpy as np
+
+    lib, shape = uniform_mesh._library(), np.asarray(real.shape, dtype=np.int64)
+    n_modes = real.shape[0] * real.shape[1] * (real.shape[2] // 2 + 1)
+    planes, work, sums = np.empty((2, n_modes)), np.empty(lib.mesh_fft_work_size(shape.ctypes.data)), np.empty(8)
+    frequencies = [np.zeros(n) for n in shape]
+    weights, charges = np.zeros(n_modes), torch.zeros(1, dtype=real.dtype)
+    status = lib.mesh_forward_fft(
+        real.data_ptr(), shape.ctypes.data, planes[0].ctypes.data, planes[1].ctypes.data, work.ctypes.data,
+        weights.ctypes.data, None, None, *(f.ctypes.data for f in frequencies), charges.data_ptr(), 1,
+        sums.ctypes.data, int(real.dtype == F64), ctypes.c_int64(threads),
+    )  # fmt: skip
+    assert status == 0
+    spectrum = torch.complex(torch.from_numpy(planes[0]), torch.from_numpy(planes[1]))
+    return spectrum.reshape(real.shape[0], real.shape[1], real.shape[2] // 2 + 1)
+
+
+def _c_inverse_fft(spectrum: torch.Tensor, shape: tuple[int, int, int], dtype, threads: int) -> torch.Tensor:
+    import numpy as np
+
+    lib, sizes = uniform_mesh._library(), np.asarray(shape, dtype=np.int64)
+    planes = np.ascontiguousarray(np.stack([spectrum.real.reshape(-1).numpy(), spectrum.imag.reshape(-1).numpy()]))
+    before = planes.copy()
+    work, out = np.empty(lib.mesh_fft_work_size(sizes.ctypes.data)), torch.empty(shape, dtype=dtype)
+    status = lib.mesh_inverse_fft(planes[0].ctypes.data, planes[1].ctypes.data, sizes.ctypes.data, work.ctypes.data,
+                                  out.data_ptr(), int(dtype == F64), threads)  # fmt: skip
+    assert status == 0 and np.array_equal(planes, before)  # the filtered spectrum stays (a second backward)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(24, 24, 24), (2, 3, 5), (20, 27, 30), (25, 32, 9), (5, 4, 7), (3, 3, 2)])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_node_fft_equals_torch_fft(shape, threads):
+    """fft3d.h (radices 4, 2, 3, 5 and a plain DFT for 7; odd and even last axes; an odd number of lines) against
+    torch.fft.rfftn / irfftn, float64 to rounding and float32 input, on one and three threads."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    real = torch.randn(shape, generator=gen, dtype=F64)
+    reference = torch.fft.rfftn(real)
+    scale = float(reference.abs().max())
+    assert float((_c_fft(real, threads) - reference).abs().max()) < 1e-14 * scale
+    single = real.float()
+    assert float((_c_fft(single, threads) - torch.fft.rfftn(single.double())).abs().max()) < 1e-14 * scale
+    # not Hermitian where the half spectrum stores redundant values (the planes m3 = 0 and K3/2): both transforms
+    # take the real part there, after the first two axes
+    spectrum = torch.fft.rfftn(torch.randn(shape, generator=gen, dtype=F64))
+    spectrum = spectrum + 1j * torch.randn(spectrum.shape, generator=gen, dtype=F64)
+    inverse = torch.fft.irfftn(spectrum, s=shape)
+    assert float((_c_inverse_fft(spectrum, shape, F64, threads) - inverse).abs().max()) < 1e-14 * float(
+        inverse.abs().max() + 1.0
+    )
+    assert float((_c_inverse_fft(spectrum, shape, torch.float32, threads) - inverse).abs().max()) < 1e-6 * float(
+        inverse.abs().max() + 1.0
+    )
+
+
+def test_node_fft_refuses_a_size_with_a_large_prime_factor():
+    import numpy as np
+
+    lib, sizes = uniform_mesh._library(), np.asarray((67, 4, 4), dtype=np.int64)
+    work, planes = np.empty(lib.mesh_fft_work_size(sizes.ctypes.data)), np.zeros((2, 67 * 4 * 3))
+    out = torch.empty(67, 4, 4, dtype=F64)
+    status = lib.mesh_inverse_fft(planes[0].ctypes.data, planes[1].ctypes.data, sizes.ctypes.data, work.ctypes.data,
+                                  out.data_ptr(), 1, 1)  # fmt: skip
+    assert status == 1
+    with pytest.raises(RuntimeError, match="prime factor beyond 64"):
+        uniform_mesh._check_fft(status)
 
 
 def test_les_energy_takes_the_single_node_and_matches_the_direct_sum():
@@ -194,3 +270,16 @@ def test_fused_false_keeps_the_composable_operations_with_the_same_energy():
     assert float(fused) == pytest.approx(float(plain), rel=1e-12)
     (f_fused,), (f_plain,) = torch.autograd.grad(fused, r), torch.autograd.grad(plain, r)
     assert torch.allclose(f_fused, f_plain, rtol=0, atol=1e-12 * float(f_plain.abs().max()))
+
+
+@pytest.mark.parametrize("fft", ["C", "torch"])
+def test_energy_without_gradients_on_both_fft_paths(fft, monkeypatch):
+    """Under torch.no_grad (no filtered spectrum is kept) the node gives the energy of the differentiable call."""
+    monkeypatch.setattr(uniform_mesh, "NATIVE_FFT_MAX_POINTS", uniform_mesh.NATIVE_FFT_MAX_POINTS if fft == "C" else 0)
+    charges, positions, cell = _system(140, seed=11)
+    with torch.no_grad():
+        plain = les_energy(charges, positions, cell, True)
+    pos = positions.clone().requires_grad_(True)
+    energy = les_energy(charges, pos, cell, True)
+    assert "UniformMeshEnergy" in energy.grad_fn.name()
+    assert float(plain) == pytest.approx(float(energy), rel=1e-14)

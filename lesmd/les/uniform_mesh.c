@@ -12,8 +12,12 @@
  * double precision; complex and per-atom arrays are float or double (is_double), the per-cell tables double.
  * uniform_mesh.reference_energy (composable torch operations) is the reference; tests compare both.
  */
+#define _GNU_SOURCE /* dladdr, see native_parallel.h */
 #include <stddef.h>
 #include <stdint.h>
+
+#include "../native_parallel.h"
+#include "fft3d.h"
 
 static inline double load(const void *p, int64_t k, int is_double) {
     return is_double ? ((const double *)p)[k] : (double)((const float *)p)[k];
@@ -26,27 +30,42 @@ static inline void store(void *p, int64_t k, double value, int is_double) {
         ((float *)p)[k] = (float)value;
 }
 
-/* One pass over the half mesh (n1 × n2 × n3 modes; structure: complex values (re, im), power_m = |S_m|²):
-   out[0] = E_W = Σ_m w_m power_m, out[1] = q2 = Σ_i q_i²; when slope_weights != NULL also the six slope sums
-   out[2..7] = Σ_m slope_m power_m m_a m_b (ab = 00, 11, 22, 01, 02, 12; m = (freq1, freq2, freq3) the signed mode
-   numbers per axis, slope = ∂w/∂k² at fixed volume); when filtered != NULL the ∂E/∂Q filter F_m = S_m · c_m
-   (computed here, while S is in cache). */
-void mesh_forward_terms(const void *structure, const double *weights, const double *filter,
-                        const double *slope_weights, const double *freq1, const double *freq2, const double *freq3,
-                        int64_t n1, int64_t n2, int64_t n3, const void *charges, int64_t n_atoms, void *filtered,
-                        double *out, int is_double) {
+/* The half-mesh spectrum S: interleaved complex values (re, im) of the charges' dtype (torch.fft.rfftn), or
+   separate float64 planes re, im (fft3d.h). */
+typedef struct {
+    const void *interleaved;
+    double *re, *im;
+    int is_double;
+} Spectrum;
+
+/* One pass over the half mesh (n1 × n2 × n3 modes; power_m = |S_m|²): out[0] = E_W = Σ_m w_m power_m, out[1] =
+   q2 = Σ_i q_i²; when slope_weights != NULL also the six slope sums out[2..7] = Σ_m slope_m power_m m_a m_b (ab =
+   00, 11, 22, 01, 02, 12; m = (freq1, freq2, freq3) the signed mode numbers per axis, slope = ∂w/∂k² at fixed
+   volume); when filter != NULL the ∂E/∂Q filter F_m = S_m · c_m (computed here, while S is in cache) into
+   filtered (interleaved, the charges' dtype) or, when filtered == NULL, in place of the planes. */
+static void forward_terms(Spectrum spectrum, const double *weights, const double *filter,
+                          const double *slope_weights, const double *freq1, const double *freq2, const double *freq3,
+                          int64_t n1, int64_t n2, int64_t n3, const void *charges, int64_t n_atoms, void *filtered,
+                          double *out, int is_double) {
     double energy = 0.0, q2 = 0.0, s[6] = {0.0};
     int64_t m = 0;
     for (int64_t a = 0; a < n1; a++)
         for (int64_t b = 0; b < n2; b++) {
             const double f1 = freq1[a], f2 = freq2[b];
             for (int64_t c = 0; c < n3; c++, m++) {
-                const double re = load(structure, 2 * m, is_double), im = load(structure, 2 * m + 1, is_double);
+                double re, im;
+                if (spectrum.interleaved != NULL)
+                    re = load(spectrum.interleaved, 2 * m, spectrum.is_double),
+                    im = load(spectrum.interleaved, 2 * m + 1, spectrum.is_double);
+                else
+                    re = spectrum.re[m], im = spectrum.im[m];
                 const double power = re * re + im * im;
                 energy += weights[m] * power;
-                if (filtered != NULL) {
+                if (filter != NULL && filtered != NULL) {
                     store(filtered, 2 * m, re * filter[m], is_double);
                     store(filtered, 2 * m + 1, im * filter[m], is_double);
+                } else if (filter != NULL && spectrum.re != NULL) {
+                    spectrum.re[m] = re * filter[m], spectrum.im[m] = im * filter[m];
                 }
                 if (slope_weights != NULL) {
                     const double t = slope_weights[m] * power, f3 = freq3[c];
@@ -61,6 +80,45 @@ void mesh_forward_terms(const void *structure, const double *weights, const doub
     }
     out[0] = energy, out[1] = q2;
     for (int k = 0; k < 6; k++) out[2 + k] = s[k];
+}
+
+/* forward_terms on the spectrum of torch.fft.rfftn (interleaved, the charges' dtype); filtered: interleaved too. */
+void mesh_forward_terms(const void *structure, const double *weights, const double *filter,
+                        const double *slope_weights, const double *freq1, const double *freq2, const double *freq3,
+                        int64_t n1, int64_t n2, int64_t n3, const void *charges, int64_t n_atoms, void *filtered,
+                        double *out, int is_double) {
+    Spectrum spectrum = {structure, NULL, NULL, is_double};
+    forward_terms(spectrum, weights, filter, slope_weights, freq1, freq2, freq3, n1, n2, n3, charges, n_atoms,
+                  filtered, out, is_double);
+}
+
+/* Doubles of work space for mesh_forward_fft and mesh_inverse_fft on this mesh shape. */
+int64_t mesh_fft_work_size(const int64_t *shape) {
+    return 2 * shape[0] * shape[1] * (shape[2] / 2 + 1) + fft3d_work_size(shape);
+}
+
+/* The real mesh's FFT (fft3d.h) into the planes re, im (M = K1·K2·(K3/2+1) doubles each), then forward_terms,
+   the filter (when filter != NULL) applied in place. Returns 0, or the status of fft3d_forward. */
+int mesh_forward_fft(const void *mesh, const int64_t *shape, double *re, double *im, double *work,
+                     const double *weights, const double *filter, const double *slope_weights, const double *freq1,
+                     const double *freq2, const double *freq3, const void *charges, int64_t n_atoms, double *out,
+                     int is_double, int64_t n_threads) {
+    const int status = fft3d_forward(mesh, shape, re, im, work, is_double, n_threads);
+    if (status != 0) return status;
+    Spectrum spectrum = {NULL, re, im, 1};
+    forward_terms(spectrum, weights, filter, slope_weights, freq1, freq2, freq3, shape[0], shape[1],
+                  shape[2] / 2 + 1, charges, n_atoms, NULL, out, is_double);
+    return 0;
+}
+
+/* The real mesh (K1, K2, K3; the charges' dtype) of the inverse FFT of the filtered planes re, im (left unchanged:
+   copied into the work space first). Returns 0, or the status of fft3d_inverse. */
+int mesh_inverse_fft(const double *re, const double *im, const int64_t *shape, double *work, void *mesh,
+                     int is_double, int64_t n_threads) {
+    const int64_t size = shape[0] * shape[1] * (shape[2] / 2 + 1);
+    memcpy(work, re, sizeof(double) * (size_t)size);
+    memcpy(work + size, im, sizeof(double) * (size_t)size);
+    return fft3d_inverse(work, work + size, shape, mesh, work + 2 * size, is_double, n_threads);
 }
 
 /* ∂E/∂q (when grad_charges != NULL), ∂E/∂r (when grad_positions != NULL) and ∂E/∂h (when grad_cell != NULL, 9

@@ -21,7 +21,9 @@ with E_W = Σ W |FFT Q|², C̄ = −Σ q², and slope = ∂(weight)/∂k² at fi
 quantities are cached, so MD at a fixed cell computes them once. When a graph of the gradient is requested
 (forces or stress in a training loss), the backward differentiates the composable version instead, so higher
 derivatives are exact. CPU only: the spreading is the C kernel of :mod:`lesmd.les.mesh`, the arithmetic
-around the FFTs that of ``uniform_mesh.c``.
+around the FFTs that of ``uniform_mesh.c``, and the FFTs of MD-sized meshes (up to 32³ points) run inside the
+same C calls (``fft3d.h``: a batched Stockham FFT; torch.fft's per-call cost was a fifth of the LES step at 192
+atoms), larger ones are torch.fft's.
 """
 
 from __future__ import annotations
@@ -38,10 +40,16 @@ import torch
 from lesmd.les import mesh
 from lesmd.les.checks import all_finite
 from lesmd.les.potentials import reciprocal_self_energy
-from lesmd.native import load_library
+from lesmd.native import kernel_threads, load_library
 
-#: C source of the arithmetic around the FFTs (compiled by :mod:`lesmd.native`)
+#: C source of the arithmetic around the FFTs and of the small-mesh FFTs (compiled by :mod:`lesmd.native`)
 SOURCE = Path(__file__).resolve().parent / "uniform_mesh.c"
+#: meshes up to this many points are transformed by the C FFT of ``fft3d.h`` inside the node's kernels, larger ones
+#: by torch.fft (whose FFT is faster there; the C one saves the per-call cost at MD sizes, 24³ for 192 atoms)
+NATIVE_FFT_MAX_POINTS = 32**3
+#: mesh points from which the C FFT uses all of torch's threads when not on torch's OpenMP pool (on the pool: always;
+#: off it, starting POSIX threads costs more than a transform of up to NATIVE_FFT_MAX_POINTS points)
+FFT_THREADS_MIN_POINTS = 32**3
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class _UniformSetup:
     inverse: np.ndarray  # (3, 3) X
     sizes: np.ndarray  # (3,) K
     cell_map: np.ndarray  # (9, 15): ∂E/∂h from (rᵀ ū, slope sums), see _cell_map
+    shape: np.ndarray  # (3,) int64 mesh shape K
+    fft_work_size: int  # doubles of work space for the C transforms
 
 
 @lru_cache(maxsize=8)
@@ -78,6 +88,8 @@ def _uniform_setup(
                                window[0])  # fmt: skip
     )
     correction = float(s.correction)
+    sizes64 = np.asarray(shape, dtype=np.int64)  # named: its buffer must outlive the call that reads it
+
     def table(x: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(x.detach().double().numpy())
 
@@ -94,14 +106,17 @@ def _uniform_setup(
         inverse=table(s.inverse),
         sizes=np.asarray(shape, dtype=np.float64),
         cell_map=np.ascontiguousarray(_cell_map(table(s.inverse), np.asarray(shape, dtype=np.float64))),
+        shape=sizes64,
+        fft_work_size=int(_library().mesh_fft_work_size(sizes64.ctypes.data)),
     )
 
 
 class _UniformMeshEnergy(torch.autograd.Function):
     """E(q, r, h) of the module docstring in one node; ``params`` = (shape, order, window, width2, spacing),
     ``cell_bytes`` the bytes of the cell's float64 values (the key of the per-cell cache). Charges and positions
-    are CPU tensors of one float dtype (see :func:`available`); the FFTs are torch's, the spreading and the
-    arithmetic around the FFTs C (``mesh_spread.c``, ``uniform_mesh.c``)."""
+    are CPU tensors of one float dtype (see :func:`available`); the spreading, the arithmetic around the FFTs and,
+    up to ``NATIVE_FFT_MAX_POINTS`` mesh points, the FFTs themselves are C (``mesh_spread.c``, ``uniform_mesh.c``,
+    ``fft3d.h``); larger meshes use torch.fft."""
 
     @staticmethod
     def forward(ctx, charges, positions, cell, params, cell_bytes):  # noqa: D102
@@ -109,24 +124,37 @@ class _UniformMeshEnergy(torch.autograd.Function):
         s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
         q = charges.detach().to(positions.dtype).contiguous()
         u = positions.detach() @ s.scaled_inverse
-        structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
+        charge_mesh = mesh.native_spread_forward(q, u, shape, order)
         # the backward's inputs (the filtered spectrum, the six slope sums) in the same pass over the modes
-        filtered = torch.empty_like(structure) if any(ctx.needs_input_grad[:3]) else None
-        cell_slopes = ctx.needs_input_grad[2]
+        wanted, cell_slopes = any(ctx.needs_input_grad[:3]), ctx.needs_input_grad[2]
         sums = np.empty(8)
         f1, f2, f3 = s.frequencies
-        _library().mesh_forward_terms(
-            structure.data_ptr(), s.weights.ctypes.data, s.convolution.ctypes.data,
-            s.slope_weights.ctypes.data if cell_slopes else None, f1.ctypes.data, f2.ctypes.data, f3.ctypes.data,
-            *structure.shape, q.data_ptr(), q.shape[0], _pointer(filtered), sums.ctypes.data,
-            int(q.dtype == torch.float64),
-        )  # fmt: skip
+        slopes = s.slope_weights.ctypes.data if cell_slopes else None
+        is_double = int(q.dtype == torch.float64)
+        if math.prod(shape) <= NATIVE_FFT_MAX_POINTS:  # the FFT and the pass over the modes in one C call
+            spectrum = np.empty((2, s.weights.shape[0]))  # real and imaginary planes, then the filtered spectrum
+            work = np.empty(s.fft_work_size)
+            status = _library().mesh_forward_fft(
+                charge_mesh.data_ptr(), s.shape.ctypes.data, spectrum[0].ctypes.data, spectrum[1].ctypes.data,
+                work.ctypes.data, s.weights.ctypes.data, s.convolution.ctypes.data if wanted else None, slopes,
+                f1.ctypes.data, f2.ctypes.data, f3.ctypes.data, q.data_ptr(), q.shape[0], sums.ctypes.data,
+                is_double, _fft_threads(shape),
+            )  # fmt: skip
+            _check_fft(status)
+        else:
+            structure = torch.fft.rfftn(charge_mesh)
+            spectrum = torch.empty_like(structure) if wanted else None
+            _library().mesh_forward_terms(
+                structure.data_ptr(), s.weights.ctypes.data, s.convolution.ctypes.data if wanted else None, slopes,
+                f1.ctypes.data, f2.ctypes.data, f3.ctypes.data, *structure.shape, q.data_ptr(), q.shape[0],
+                _pointer(spectrum), sums.ctypes.data, is_double,
+            )  # fmt: skip
         mode_energy, q2 = float(sums[0]), float(sums[1])
         if not math.isfinite(q2):  # the spreading kernel has refused NaN/inf positions already
             raise ValueError("charges contain NaN or inf" if not all_finite(q) else "charges too large: Σq² overflows")
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
-        ctx.state = (q, u, filtered, sums, mode_energy, q2)
+        ctx.state = (q, u, spectrum, sums, mode_energy, q2)
         return torch.tensor(mode_energy - s.q2_coefficient * q2, dtype=positions.dtype)
 
     @staticmethod
@@ -139,7 +167,16 @@ class _UniformMeshEnergy(torch.autograd.Function):
             return (*mesh._grads_of(energy, (charges, positions, cell), grad, needed), None, None)
         s, (q, u, filtered, sums, mode_energy, q2) = ctx.setup, ctx.state
         shape, order = ctx.params[:2]
-        potential, grad_u = mesh.native_spread_backward(torch.fft.irfftn(filtered, s=shape), q, u, shape, order)
+        if isinstance(filtered, np.ndarray):  # planes of the C transform
+            potential_mesh, work = torch.empty(shape, dtype=q.dtype), np.empty(s.fft_work_size)
+            status = _library().mesh_inverse_fft(
+                filtered[0].ctypes.data, filtered[1].ctypes.data, s.shape.ctypes.data, work.ctypes.data,
+                potential_mesh.data_ptr(), int(q.dtype == torch.float64), _fft_threads(shape),
+            )  # fmt: skip
+            _check_fft(status)
+        else:
+            potential_mesh = torch.fft.irfftn(filtered, s=shape)
+        potential, grad_u = mesh.native_spread_backward(potential_mesh, q, u, shape, order)
         r = positions.detach().to(q.dtype).contiguous()
         grad_charges = torch.empty_like(q) if needed[0] else None
         grad_positions = torch.empty_like(r) if needed[1] else None
@@ -160,6 +197,16 @@ class _UniformMeshEnergy(torch.autograd.Function):
         return grad_charges, grad_positions, grad_cell, None, None
 
 
+def _fft_threads(shape: tuple[int, int, int]) -> int:
+    return kernel_threads(_library(), math.prod(shape), FFT_THREADS_MIN_POINTS)
+
+
+def _check_fft(status: int) -> None:
+    if status != 0:
+        reason = {1: "a mesh size with a prime factor beyond 64", 2: "out of memory"}.get(status, f"status {status}")
+        raise RuntimeError(f"mesh FFT kernel failed: {reason}")
+
+
 def _pointer(x: torch.Tensor | np.ndarray | None) -> int | None:
     if x is None:
         return None
@@ -171,6 +218,11 @@ def _library():
     if lib is not None and not getattr(lib, "_lesmd_typed", False):
         i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
         lib.mesh_forward_terms.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ptr, i64, ptr, ptr, c_int]
+        lib.mesh_fft_work_size.argtypes, lib.mesh_fft_work_size.restype = [ptr], i64
+        lib.mesh_forward_fft.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, c_int,
+                                         i64]  # fmt: skip
+        lib.mesh_inverse_fft.argtypes = [ptr, ptr, ptr, ptr, ptr, c_int, i64]
+        lib.mesh_forward_fft.restype = lib.mesh_inverse_fft.restype = c_int
         lib.mesh_energy_gradients.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
                                               c_int]  # fmt: skip
         for f in (lib.mesh_forward_terms, lib.mesh_energy_gradients):
