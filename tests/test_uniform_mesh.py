@@ -225,7 +225,8 @@ def test_a_changed_cell_is_not_served_from_the_cache():
 def test_bad_input_is_named(what, message, dtype, monkeypatch):
     """The node's kernels check positions (the spreading refuses u whose floor overflows an int64) and charges
     (Σq²), in the last of two threads' atom ranges too; the messages are those of the other paths."""
-    monkeypatch.setattr(mesh, "kernel_threads", lambda lib, size, min_size: 2)
+    for module in (mesh, uniform_mesh):  # the composable spreading and the node's own kernels
+        monkeypatch.setattr(module, "kernel_threads", lambda lib, size, min_size: 2)
     charges, positions, cell = (t.to(dtype) for t in _system(120, seed=8))
     if what == "positions":
         positions[3, 1] = math.nan
@@ -283,3 +284,19 @@ def test_energy_without_gradients_on_both_fft_paths(fft, monkeypatch):
     energy = les_energy(charges, pos, cell, True)
     assert "UniformMeshEnergy" in energy.grad_fn.name()
     assert float(plain) == pytest.approx(float(energy), rel=1e-14)
+
+
+def test_node_on_three_threads_equals_one(monkeypatch):
+    """The fused kernels (spreading, FFT, gather) split over threads give the one-thread energy and gradients."""
+    charges, positions, cell = _system(150, seed=12)
+    params = _params(cell, 150, 1e-6)
+
+    def node(q, r, h):
+        return uniform_mesh._UniformMeshEnergy.apply(q, r, h, params, h.detach().double().numpy().tobytes())
+
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(uniform_mesh, "kernel_threads", lambda lib, size, min_size, t=threads: t)
+        results.append(_energy_and_grads(node, charges, positions, cell))
+    for a, b in zip(*results, strict=True):
+        assert float((a - b).abs().max()) <= 1e-12 * max(float(b.abs().max()), 1.0)

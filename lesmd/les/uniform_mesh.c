@@ -18,17 +18,7 @@
 
 #include "../native_parallel.h"
 #include "fft3d.h"
-
-static inline double load(const void *p, int64_t k, int is_double) {
-    return is_double ? ((const double *)p)[k] : (double)((const float *)p)[k];
-}
-
-static inline void store(void *p, int64_t k, double value, int is_double) {
-    if (is_double)
-        ((double *)p)[k] = value;
-    else
-        ((float *)p)[k] = (float)value;
-}
+#include "mesh_spread.c" /* the spreading and its adjoint (load, store), compiled into this kernel too */
 
 /* The half-mesh spectrum S: interleaved complex values (re, im) of the charges' dtype (torch.fft.rfftn), or
    separate float64 planes re, im (fft3d.h). */
@@ -92,9 +82,10 @@ void mesh_forward_terms(const void *structure, const double *weights, const doub
                   filtered, out, is_double);
 }
 
-/* Doubles of work space for mesh_forward_fft and mesh_inverse_fft on this mesh shape. */
+/* Doubles of work space for mesh_forward_fft, mesh_inverse_fft, mesh_energy_forward and mesh_energy_backward on
+   this mesh shape: a copy of the two spectrum planes, the FFT's own, and the real mesh. */
 int64_t mesh_fft_work_size(const int64_t *shape) {
-    return 2 * shape[0] * shape[1] * (shape[2] / 2 + 1) + fft3d_work_size(shape);
+    return 2 * shape[0] * shape[1] * (shape[2] / 2 + 1) + fft3d_work_size(shape) + shape[0] * shape[1] * shape[2];
 }
 
 /* The real mesh's FFT (fft3d.h) into the planes re, im (M = K1·K2·(K3/2+1) doubles each), then forward_terms,
@@ -157,4 +148,49 @@ void mesh_energy_gradients(const void *potential, const void *grad_u, const void
             for (int k = 0; k < 15; k++) value += cell_map[15 * (3 * a + b) + k] * inputs[k];
             grad_cell[3 * a + b] = g * value;
         }
+}
+
+/* The whole forward of the node on a mesh of up to a few 10⁴ points: spread the charges (mesh_spread.c) onto a
+   real mesh in the work space, transform it and take the pass over the modes (mesh_forward_fft). Returns 0; the
+   spreading's status + 10 (11 order, 12 memory, 13 a non-finite or far coordinate); the FFT's + 20. */
+int mesh_energy_forward(const void *charges, const void *u, int64_t n_atoms, const int64_t *shape, int64_t order,
+                        const double *coefficients, double *re, double *im, double *work, const double *weights,
+                        const double *filter, const double *slope_weights, const double *freq1, const double *freq2,
+                        const double *freq3, double *out, int is_double, int64_t spread_threads,
+                        int64_t fft_threads) {
+    const int64_t n_mesh = shape[0] * shape[1] * shape[2];
+    void *mesh = work + mesh_fft_work_size(shape) - n_mesh;
+    memset(mesh, 0, (size_t)n_mesh * (is_double ? sizeof(double) : sizeof(float)));
+    int status = mesh_spread_forward(charges, u, n_atoms, shape, order, coefficients, mesh, is_double, spread_threads);
+    if (status != 0) return 10 + status;
+    const int64_t half = shape[0] * shape[1] * (shape[2] / 2 + 1);
+    status = mesh_forward_fft(mesh, shape, re, im, work + 2 * half, weights, filter, slope_weights, freq1, freq2,
+                              freq3, charges, n_atoms, out, is_double, fft_threads);
+    return status != 0 ? 20 + status : 0;
+}
+
+/* The whole backward of the node after mesh_energy_forward: the inverse FFT of the filtered planes re, im (kept)
+   into a real mesh in the work space, the gather (mesh_spread.c) of φ and ū, then mesh_energy_gradients. Returns
+   0; the gather's status + 10; the FFT's + 20; 2 when φ and ū cannot be allocated. */
+int mesh_energy_backward(const double *re, const double *im, const int64_t *shape, double *work, const void *charges,
+                         const void *u, int64_t n_atoms, int64_t order, const double *coefficients,
+                         const void *positions, const double *scaled_inverse, const double *slope_sums,
+                         const double *correction_slopes, const double *cell_map, const double *inverse,
+                         const double *scalars, void *grad_charges, void *grad_positions, double *grad_cell,
+                         int is_double, int64_t spread_threads, int64_t fft_threads) {
+    const int64_t n_mesh = shape[0] * shape[1] * shape[2];
+    void *mesh = work + mesh_fft_work_size(shape) - n_mesh;
+    int status = mesh_inverse_fft(re, im, shape, work, mesh, is_double, fft_threads);
+    if (status != 0) return 20 + status;
+    const size_t item = is_double ? sizeof(double) : sizeof(float);
+    char *gathered = (char *)malloc(4 * (size_t)n_atoms * item); /* φ (N), then ū (N, 3) */
+    if (gathered == NULL) return 2;
+    status = mesh_spread_backward(mesh, charges, u, n_atoms, shape, order, coefficients, gathered,
+                                  gathered + (size_t)n_atoms * item, is_double, spread_threads);
+    if (status == 0)
+        mesh_energy_gradients(gathered, gathered + (size_t)n_atoms * item, charges, positions, n_atoms,
+                              scaled_inverse, slope_sums, correction_slopes, cell_map, inverse, scalars, grad_charges,
+                              grad_positions, grad_cell, is_double);
+    free(gathered);
+    return status != 0 ? 10 + status : 0;
 }

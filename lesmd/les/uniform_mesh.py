@@ -71,6 +71,7 @@ class _UniformSetup:
     sizes: np.ndarray  # (3,) K
     cell_map: np.ndarray  # (9, 15): ∂E/∂h from (rᵀ ū, slope sums), see _cell_map
     shape: np.ndarray  # (3,) int64 mesh shape K
+    coefficients: np.ndarray  # (p, p) B-spline coefficients of the spreading (mesh._bspline_coefficients)
     fft_work_size: int  # doubles of work space for the C transforms
 
 
@@ -107,6 +108,7 @@ def _uniform_setup(
         sizes=np.asarray(shape, dtype=np.float64),
         cell_map=np.ascontiguousarray(_cell_map(table(s.inverse), np.asarray(shape, dtype=np.float64))),
         shape=sizes64,
+        coefficients=np.ascontiguousarray(mesh._bspline_coefficients(order), dtype=np.float64),
         fft_work_size=int(_library().mesh_fft_work_size(sizes64.ctypes.data)),
     )
 
@@ -124,30 +126,30 @@ class _UniformMeshEnergy(torch.autograd.Function):
         s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
         q = charges.detach().to(positions.dtype).contiguous()
         u = positions.detach() @ s.scaled_inverse
-        charge_mesh = mesh.native_spread_forward(q, u, shape, order)
         # the backward's inputs (the filtered spectrum, the six slope sums) in the same pass over the modes
         wanted, cell_slopes = any(ctx.needs_input_grad[:3]), ctx.needs_input_grad[2]
         sums = np.empty(8)
         f1, f2, f3 = s.frequencies
         slopes = s.slope_weights.ctypes.data if cell_slopes else None
+        convolution = s.convolution.ctypes.data if wanted else None
         is_double = int(q.dtype == torch.float64)
-        if math.prod(shape) <= NATIVE_FFT_MAX_POINTS:  # the FFT and the pass over the modes in one C call
+        if math.prod(shape) <= NATIVE_FFT_MAX_POINTS:  # spreading, FFT and the pass over the modes in one C call
             spectrum = np.empty((2, s.weights.shape[0]))  # real and imaginary planes, then the filtered spectrum
             work = np.empty(s.fft_work_size)
-            status = _library().mesh_forward_fft(
-                charge_mesh.data_ptr(), s.shape.ctypes.data, spectrum[0].ctypes.data, spectrum[1].ctypes.data,
-                work.ctypes.data, s.weights.ctypes.data, s.convolution.ctypes.data if wanted else None, slopes,
-                f1.ctypes.data, f2.ctypes.data, f3.ctypes.data, q.data_ptr(), q.shape[0], sums.ctypes.data,
-                is_double, _fft_threads(shape),
+            status = _library().mesh_energy_forward(
+                q.data_ptr(), u.data_ptr(), q.shape[0], s.shape.ctypes.data, order, s.coefficients.ctypes.data,
+                spectrum[0].ctypes.data, spectrum[1].ctypes.data, work.ctypes.data, s.weights.ctypes.data,
+                convolution, slopes, f1.ctypes.data, f2.ctypes.data, f3.ctypes.data, sums.ctypes.data, is_double,
+                _spread_threads(q.shape[0]), _fft_threads(shape),
             )  # fmt: skip
-            _check_fft(status)
+            _check_status(status, u)
         else:
-            structure = torch.fft.rfftn(charge_mesh)
+            structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
             spectrum = torch.empty_like(structure) if wanted else None
             _library().mesh_forward_terms(
-                structure.data_ptr(), s.weights.ctypes.data, s.convolution.ctypes.data if wanted else None, slopes,
-                f1.ctypes.data, f2.ctypes.data, f3.ctypes.data, *structure.shape, q.data_ptr(), q.shape[0],
-                _pointer(spectrum), sums.ctypes.data, is_double,
+                structure.data_ptr(), s.weights.ctypes.data, convolution, slopes, f1.ctypes.data, f2.ctypes.data,
+                f3.ctypes.data, *structure.shape, q.data_ptr(), q.shape[0], _pointer(spectrum), sums.ctypes.data,
+                is_double,
             )  # fmt: skip
         mode_energy, q2 = float(sums[0]), float(sums[1])
         if not math.isfinite(q2):  # the spreading kernel has refused NaN/inf positions already
@@ -167,27 +169,29 @@ class _UniformMeshEnergy(torch.autograd.Function):
             return (*mesh._grads_of(energy, (charges, positions, cell), grad, needed), None, None)
         s, (q, u, filtered, sums, mode_energy, q2) = ctx.setup, ctx.state
         shape, order = ctx.params[:2]
-        if isinstance(filtered, np.ndarray):  # planes of the C transform
-            potential_mesh, work = torch.empty(shape, dtype=q.dtype), np.empty(s.fft_work_size)
-            status = _library().mesh_inverse_fft(
-                filtered[0].ctypes.data, filtered[1].ctypes.data, s.shape.ctypes.data, work.ctypes.data,
-                potential_mesh.data_ptr(), int(q.dtype == torch.float64), _fft_threads(shape),
-            )  # fmt: skip
-            _check_fft(status)
-        else:
-            potential_mesh = torch.fft.irfftn(filtered, s=shape)
-        potential, grad_u = mesh.native_spread_backward(potential_mesh, q, u, shape, order)
         r = positions.detach().to(q.dtype).contiguous()
         grad_charges = torch.empty_like(q) if needed[0] else None
         grad_positions = torch.empty_like(r) if needed[1] else None
         grad_cell = np.empty((3, 3)) if needed[2] else None
         scalars = np.array([float(grad), s.q2_coefficient, mode_energy, q2, s.correction])
-        _library().mesh_energy_gradients(
-            potential.data_ptr(), grad_u.data_ptr(), q.data_ptr(), r.data_ptr(), q.shape[0],
-            s.scaled_inverse64.ctypes.data, sums[2:].ctypes.data, s.correction_slopes.ctypes.data,
-            s.cell_map.ctypes.data, s.inverse.ctypes.data, scalars.ctypes.data, _pointer(grad_charges),
-            _pointer(grad_positions), _pointer(grad_cell), int(q.dtype == torch.float64),
-        )  # fmt: skip
+        is_double = int(q.dtype == torch.float64)
+        cell_terms = (s.scaled_inverse64.ctypes.data, sums[2:].ctypes.data, s.correction_slopes.ctypes.data,
+                      s.cell_map.ctypes.data, s.inverse.ctypes.data, scalars.ctypes.data)  # fmt: skip
+        outputs = (_pointer(grad_charges), _pointer(grad_positions), _pointer(grad_cell))
+        if isinstance(filtered, np.ndarray):  # planes of the C transform: inverse FFT, gather and gradients in C
+            work = np.empty(s.fft_work_size)
+            status = _library().mesh_energy_backward(
+                filtered[0].ctypes.data, filtered[1].ctypes.data, s.shape.ctypes.data, work.ctypes.data,
+                q.data_ptr(), u.data_ptr(), q.shape[0], order, s.coefficients.ctypes.data, r.data_ptr(), *cell_terms,
+                *outputs, is_double, _spread_threads(q.shape[0]), _fft_threads(shape),
+            )  # fmt: skip
+            _check_status(status, u)
+        else:
+            potential, grad_u = mesh.native_spread_backward(torch.fft.irfftn(filtered, s=shape), q, u, shape, order)
+            _library().mesh_energy_gradients(
+                potential.data_ptr(), grad_u.data_ptr(), q.data_ptr(), r.data_ptr(), q.shape[0], *cell_terms,
+                *outputs, is_double,
+            )  # fmt: skip
         if grad_charges is not None:
             grad_charges = grad_charges.to(charges.dtype)
         if grad_positions is not None:
@@ -201,10 +205,27 @@ def _fft_threads(shape: tuple[int, int, int]) -> int:
     return kernel_threads(_library(), math.prod(shape), FFT_THREADS_MIN_POINTS)
 
 
+def _spread_threads(n_atoms: int) -> int:
+    return kernel_threads(_library(), n_atoms, mesh.NATIVE_THREADS_MIN_ATOMS)
+
+
 def _check_fft(status: int) -> None:
     if status != 0:
         reason = {1: "a mesh size with a prime factor beyond 64", 2: "out of memory"}.get(status, f"status {status}")
         raise RuntimeError(f"mesh FFT kernel failed: {reason}")
+
+
+def _check_status(status: int, u: torch.Tensor) -> None:
+    """Errors of mesh_energy_forward/backward: spreading (10 + its status), FFT (20 + its status), memory (2)."""
+    if status == 13:  # the spreading refuses coordinates whose floor does not fit an int64 (NaN and inf included)
+        raise ValueError("positions contain NaN or inf" if not all_finite(u) else
+                         "positions lie too far outside the cell for the mesh (|u| > 1e15 mesh spacings)")
+    if 10 < status < 20:
+        raise RuntimeError(mesh._spread_failure(status - 10))
+    if status > 20:
+        _check_fft(status - 20)
+    if status != 0:
+        raise RuntimeError("LES mesh kernel: out of memory")
 
 
 def _pointer(x: torch.Tensor | np.ndarray | None) -> int | None:
@@ -223,6 +244,11 @@ def _library():
                                          i64]  # fmt: skip
         lib.mesh_inverse_fft.argtypes = [ptr, ptr, ptr, ptr, ptr, c_int, i64]
         lib.mesh_forward_fft.restype = lib.mesh_inverse_fft.restype = c_int
+        lib.mesh_energy_forward.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                            ptr, c_int, i64, i64]  # fmt: skip
+        lib.mesh_energy_backward.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr,
+                                             ptr, ptr, ptr, ptr, ptr, c_int, i64, i64]  # fmt: skip
+        lib.mesh_energy_forward.restype = lib.mesh_energy_backward.restype = c_int
         lib.mesh_energy_gradients.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
                                               c_int]  # fmt: skip
         for f in (lib.mesh_forward_terms, lib.mesh_energy_gradients):
