@@ -338,3 +338,14 @@ def test_single_structure_forward_equals_the_batched_graph_of_training(shared_da
             assert float(batched[key][k]) == pytest.approx(float(single[key]), rel=0, abs=1e-8), key
         assert torch.allclose(batched["charges"][192 * k : 192 * (k + 1)], single["charges"], rtol=0, atol=1e-12)
     assert abs(float(singles[1]["energy_lr"] - singles[0]["energy_lr"])) > 1e-3  # different frames, charges
+
+
+@pytest.mark.parametrize("hidden", [(), (16,), (8, 4)])
+def test_functional_charge_head_equals_the_module(hidden):
+    """LESModel._head (functional calls, a matrix-vector last layer) gives charge_head(x)[:, 0] with its gradient."""
+    model = LESModel(MomentNetwork([1, 8], cutoff=4.0, n_channels=4, hidden=[8]), charge_hidden=hidden).double()
+    x = torch.randn(7, model.charge_head[0].in_features, dtype=torch.float64, requires_grad=True)
+    functional, module = model._head(x), model.charge_head(x)[:, 0]
+    assert torch.allclose(functional, module, rtol=1e-14, atol=1e-15)
+    (g1,), (g2,) = torch.autograd.grad(functional.sum(), [x]), torch.autograd.grad(module.sum(), [x])
+    assert torch.allclose(g1, g2, rtol=1e-14, atol=1e-15)
