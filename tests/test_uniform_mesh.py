@@ -102,7 +102,7 @@ def _c_inverse_fft(spectrum: torch.Tensor, shape: tuple[int, int, int], dtype, t
 @pytest.mark.parametrize("shape", [(24, 24, 24), (2, 3, 5), (20, 27, 30), (25, 32, 9), (5, 4, 7), (3, 3, 2)])
 @pytest.mark.parametrize("threads", [1, 3])
 def test_node_fft_equals_torch_fft(shape, threads):
-    """fft3d.h (radices 4, 2, 3, 5 and a plain DFT for 7; odd and even last axes; an odd number of lines) against
+    """fft3d.h (radices 8, 4, 2, 3, 5 and a plain DFT for 7; odd and even last axes; an odd number of lines) against
     torch.fft.rfftn / irfftn, float64 to rounding and float32 input, on one and three threads."""
     gen = torch.Generator().manual_seed(sum(shape))
     real = torch.randn(shape, generator=gen, dtype=F64)

@@ -7,7 +7,7 @@
  * the conventions of torch.fft.rfftn / irfftn (numpy's); the tests compare both. Every 1-D transform runs on a
  * batch of lines at once: the data of one axis is laid out as rows (one per index along that axis) of contiguous
  * columns (one per line), real and imaginary parts in separate arrays, and each stage of a Stockham autosort FFT
- * (Govindaraju et al., SC 2008; radices 4, 2, 3, 5) combines whole rows with scalar twiddles, so the inner loops
+ * (Govindaraju et al., SC 2008; radices 8, 4, 2, 3, 5) combines whole rows with scalar twiddles, so the inner loops
  * run over contiguous columns and vectorise. The real last axis is transformed two lines at a time as one complex
  * line x + i y (the halves separated by the symmetry of real transforms). Columns are split over threads (run_jobs
  * of native_parallel.h, which the kernel includes before this header).
@@ -35,8 +35,8 @@ typedef struct {
 static int fft_plan_init(FftPlan *plan, int n) {
     plan->n = n, plan->n_stages = 0, plan->twiddle = NULL;
     int rest = n;
-    const int preferred[4] = {4, 2, 3, 5};
-    for (int f = 0; f < 4; f++)
+    const int preferred[5] = {8, 4, 2, 3, 5};
+    for (int f = 0; f < 5; f++)
         while (rest % preferred[f] == 0 && plan->n_stages < FFT_MAX_STAGES) {
             plan->radix[plan->n_stages++] = preferred[f];
             rest /= preferred[f];
@@ -112,6 +112,37 @@ static void fft_stage_rows(const double *restrict sr, const double *restrict si,
                 yr[2][c] = ar - cr, yi[2][c] = ai - ci;
                 yr[1][c] = br - sign * di_, yi[1][c] = bi + sign * dr_;
                 yr[3][c] = br + sign * di_, yi[3][c] = bi - sign * dr_;
+            }
+        } else if (radix == 8) {
+            /* two 4-point DFTs (even and odd inputs) combined with the roots W = e^(sign 2πi k/8) */
+            const double h = 0.70710678118654752440;
+            for (int64_t c = c0; c < c1; c++) {
+                double vr[8], vi[8];
+                for (int r = 0; r < 8; r++)
+                    vr[r] = xr[r][c] * wr[r] - xi[r][c] * wi[r], vi[r] = xr[r][c] * wi[r] + xi[r][c] * wr[r];
+                double er[4], ei[4], or_[4], oi[4];
+                for (int half = 0; half < 2; half++) {
+                    const double *pr = vr + half, *pi = vi + half;
+                    double *outr = half ? or_ : er, *outi = half ? oi : ei;
+                    const double ar = pr[0] + pr[4], ai = pi[0] + pi[4], br = pr[0] - pr[4], bi = pi[0] - pi[4];
+                    const double cr = pr[2] + pr[6], ci = pi[2] + pi[6], dr_ = pr[2] - pr[6], di_ = pi[2] - pi[6];
+                    outr[0] = ar + cr, outi[0] = ai + ci;
+                    outr[2] = ar - cr, outi[2] = ai - ci;
+                    outr[1] = br - sign * di_, outi[1] = bi + sign * dr_;
+                    outr[3] = br + sign * di_, outi[3] = bi - sign * dr_;
+                }
+                /* odd half times W^k: W^1 = h(1 + sign i), W^2 = sign i, W^3 = h(−1 + sign i) */
+                const double t1r = h * (or_[1] - sign * oi[1]), t1i = h * (oi[1] + sign * or_[1]);
+                const double t2r = -sign * oi[2], t2i = sign * or_[2];
+                const double t3r = -h * (or_[3] + sign * oi[3]), t3i = h * (sign * or_[3] - oi[3]);
+                yr[0][c] = er[0] + or_[0], yi[0][c] = ei[0] + oi[0];
+                yr[4][c] = er[0] - or_[0], yi[4][c] = ei[0] - oi[0];
+                yr[1][c] = er[1] + t1r, yi[1][c] = ei[1] + t1i;
+                yr[5][c] = er[1] - t1r, yi[5][c] = ei[1] - t1i;
+                yr[2][c] = er[2] + t2r, yi[2][c] = ei[2] + t2i;
+                yr[6][c] = er[2] - t2r, yi[6][c] = ei[2] - t2i;
+                yr[3][c] = er[3] + t3r, yi[3][c] = ei[3] + t3i;
+                yr[7][c] = er[3] - t3r, yi[7][c] = ei[3] - t3i;
             }
         } else if (radix == 3) {
             const double w1r = wr[1], w1i = wi[1], w2r = wr[2], w2i = wi[2];

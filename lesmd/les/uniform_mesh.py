@@ -74,6 +74,18 @@ class _UniformSetup:
     coefficients: np.ndarray  # (p, p) B-spline coefficients of the spreading (mesh._bspline_coefficients)
     fft_work_size: int  # doubles of work space for the C transforms
 
+    @property
+    def at(self) -> dict[str, int]:
+        """Addresses of the tables for the C calls (an array's ``.ctypes.data`` costs a µs per access)."""
+        return self._addresses
+
+    def __post_init__(self) -> None:
+        names = ("scaled_inverse64", "weights", "convolution", "slope_weights", "correction_slopes", "inverse",
+                 "cell_map", "shape", "coefficients")  # fmt: skip
+        addresses = {name: getattr(self, name).ctypes.data for name in names}
+        addresses.update({f"f{d + 1}": f.ctypes.data for d, f in enumerate(self.frequencies)})
+        object.__setattr__(self, "_addresses", addresses)
+
 
 @lru_cache(maxsize=8)
 def _uniform_setup(
@@ -129,17 +141,17 @@ class _UniformMeshEnergy(torch.autograd.Function):
         # the backward's inputs (the filtered spectrum, the six slope sums) in the same pass over the modes
         wanted, cell_slopes = any(ctx.needs_input_grad[:3]), ctx.needs_input_grad[2]
         sums = np.empty(8)
-        f1, f2, f3 = s.frequencies
-        slopes = s.slope_weights.ctypes.data if cell_slopes else None
-        convolution = s.convolution.ctypes.data if wanted else None
+        at = s.at
+        slopes = at["slope_weights"] if cell_slopes else None
+        convolution = at["convolution"] if wanted else None
         is_double = int(q.dtype == torch.float64)
         if math.prod(shape) <= NATIVE_FFT_MAX_POINTS:  # spreading, FFT and the pass over the modes in one C call
             spectrum = np.empty((2, s.weights.shape[0]))  # real and imaginary planes, then the filtered spectrum
             work = np.empty(s.fft_work_size)
             status = _library().mesh_energy_forward(
-                q.data_ptr(), u.data_ptr(), q.shape[0], s.shape.ctypes.data, order, s.coefficients.ctypes.data,
-                spectrum[0].ctypes.data, spectrum[1].ctypes.data, work.ctypes.data, s.weights.ctypes.data,
-                convolution, slopes, f1.ctypes.data, f2.ctypes.data, f3.ctypes.data, sums.ctypes.data, is_double,
+                q.data_ptr(), u.data_ptr(), q.shape[0], at["shape"], order, at["coefficients"], spectrum[0].ctypes.data,
+                spectrum[1].ctypes.data, work.ctypes.data, at["weights"], convolution, slopes, at["f1"], at["f2"],
+                at["f3"], sums.ctypes.data, is_double,
                 _spread_threads(q.shape[0]), _fft_threads(shape),
             )  # fmt: skip
             _check_status(status, u)
@@ -147,8 +159,8 @@ class _UniformMeshEnergy(torch.autograd.Function):
             structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
             spectrum = torch.empty_like(structure) if wanted else None
             _library().mesh_forward_terms(
-                structure.data_ptr(), s.weights.ctypes.data, convolution, slopes, f1.ctypes.data, f2.ctypes.data,
-                f3.ctypes.data, *structure.shape, q.data_ptr(), q.shape[0], _pointer(spectrum), sums.ctypes.data,
+                structure.data_ptr(), at["weights"], convolution, slopes, at["f1"], at["f2"], at["f3"],
+                *structure.shape, q.data_ptr(), q.shape[0], _pointer(spectrum), sums.ctypes.data,
                 is_double,
             )  # fmt: skip
         mode_energy, q2 = float(sums[0]), float(sums[1])
@@ -175,14 +187,15 @@ class _UniformMeshEnergy(torch.autograd.Function):
         grad_cell = np.empty((3, 3)) if needed[2] else None
         scalars = np.array([float(grad), s.q2_coefficient, mode_energy, q2, s.correction])
         is_double = int(q.dtype == torch.float64)
-        cell_terms = (s.scaled_inverse64.ctypes.data, sums[2:].ctypes.data, s.correction_slopes.ctypes.data,
-                      s.cell_map.ctypes.data, s.inverse.ctypes.data, scalars.ctypes.data)  # fmt: skip
+        at = s.at
+        cell_terms = (at["scaled_inverse64"], sums[2:].ctypes.data, at["correction_slopes"], at["cell_map"],
+                      at["inverse"], scalars.ctypes.data)  # fmt: skip
         outputs = (_pointer(grad_charges), _pointer(grad_positions), _pointer(grad_cell))
         if isinstance(filtered, np.ndarray):  # planes of the C transform: inverse FFT, gather and gradients in C
             work = np.empty(s.fft_work_size)
             status = _library().mesh_energy_backward(
-                filtered[0].ctypes.data, filtered[1].ctypes.data, s.shape.ctypes.data, work.ctypes.data,
-                q.data_ptr(), u.data_ptr(), q.shape[0], order, s.coefficients.ctypes.data, r.data_ptr(), *cell_terms,
+                filtered[0].ctypes.data, filtered[1].ctypes.data, at["shape"], work.ctypes.data, q.data_ptr(),
+                u.data_ptr(), q.shape[0], order, at["coefficients"], r.data_ptr(), *cell_terms,
                 *outputs, is_double, _spread_threads(q.shape[0]), _fft_threads(shape),
             )  # fmt: skip
             _check_status(status, u)
