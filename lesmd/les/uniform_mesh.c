@@ -150,18 +150,34 @@ void mesh_energy_gradients(const void *potential, const void *grad_u, const void
         }
 }
 
-/* The whole forward of the node on a mesh of up to a few 10⁴ points: spread the charges (mesh_spread.c) onto a
-   real mesh in the work space, transform it and take the pass over the modes (mesh_forward_fft). Returns 0; the
-   spreading's status + 10 (11 order, 12 memory, 13 a non-finite or far coordinate); the FFT's + 20. */
-int mesh_energy_forward(const void *charges, const void *u, int64_t n_atoms, const int64_t *shape, int64_t order,
-                        const double *coefficients, double *re, double *im, double *work, const double *weights,
-                        const double *filter, const double *slope_weights, const double *freq1, const double *freq2,
-                        const double *freq3, double *out, int is_double, int64_t spread_threads,
-                        int64_t fft_threads) {
+/* u = r (X K) for every atom (positions r (N, 3) and u in the charges' dtype, XK (3, 3) double), into u. */
+static void scaled_coordinates(const void *positions, const double *scaled_inverse, int64_t n_atoms, void *u,
+                               int is_double) {
+    for (int64_t i = 0; i < n_atoms; i++)
+        for (int b = 0; b < 3; b++) {
+            double value = 0.0;
+            for (int a = 0; a < 3; a++) value += load(positions, 3 * i + a, is_double) * scaled_inverse[3 * a + b];
+            store(u, 3 * i + b, value, is_double);
+        }
+}
+
+/* The whole forward of the node on a mesh of up to a few 10⁴ points: u = r X K, spread the charges
+   (mesh_spread.c) onto a real mesh in the work space, transform it and take the pass over the modes
+   (mesh_forward_fft). Returns 0; the spreading's status + 10 (11 order, 12 memory, 13 a non-finite or far
+   coordinate); the FFT's + 20; 2 when u cannot be allocated. */
+int mesh_energy_forward(const void *charges, const void *positions, int64_t n_atoms, const double *scaled_inverse,
+                        const int64_t *shape, int64_t order, const double *coefficients, double *re, double *im,
+                        double *work, const double *weights, const double *filter, const double *slope_weights,
+                        const double *freq1, const double *freq2, const double *freq3, double *out, int is_double,
+                        int64_t spread_threads, int64_t fft_threads) {
     const int64_t n_mesh = shape[0] * shape[1] * shape[2];
     void *mesh = work + mesh_fft_work_size(shape) - n_mesh;
     memset(mesh, 0, (size_t)n_mesh * (is_double ? sizeof(double) : sizeof(float)));
+    void *u = malloc(3 * (size_t)n_atoms * (is_double ? sizeof(double) : sizeof(float)));
+    if (u == NULL) return 2;
+    scaled_coordinates(positions, scaled_inverse, n_atoms, u, is_double);
     int status = mesh_spread_forward(charges, u, n_atoms, shape, order, coefficients, mesh, is_double, spread_threads);
+    free(u);
     if (status != 0) return 10 + status;
     const int64_t half = shape[0] * shape[1] * (shape[2] / 2 + 1);
     status = mesh_forward_fft(mesh, shape, re, im, work + 2 * half, weights, filter, slope_weights, freq1, freq2,
@@ -170,27 +186,29 @@ int mesh_energy_forward(const void *charges, const void *u, int64_t n_atoms, con
 }
 
 /* The whole backward of the node after mesh_energy_forward: the inverse FFT of the filtered planes re, im (kept)
-   into a real mesh in the work space, the gather (mesh_spread.c) of φ and ū, then mesh_energy_gradients. Returns
-   0; the gather's status + 10; the FFT's + 20; 2 when φ and ū cannot be allocated. */
+   into a real mesh in the work space, u = r X K again, the gather (mesh_spread.c) of φ and ū, then
+   mesh_energy_gradients. Returns 0; the gather's status + 10; the FFT's + 20; 2 out of memory. */
 int mesh_energy_backward(const double *re, const double *im, const int64_t *shape, double *work, const void *charges,
-                         const void *u, int64_t n_atoms, int64_t order, const double *coefficients,
-                         const void *positions, const double *scaled_inverse, const double *slope_sums,
-                         const double *correction_slopes, const double *cell_map, const double *inverse,
-                         const double *scalars, void *grad_charges, void *grad_positions, double *grad_cell,
-                         int is_double, int64_t spread_threads, int64_t fft_threads) {
+                         const void *positions, int64_t n_atoms, int64_t order, const double *coefficients,
+                         const double *scaled_inverse, const double *slope_sums, const double *correction_slopes,
+                         const double *cell_map, const double *inverse, const double *scalars, void *grad_charges,
+                         void *grad_positions, double *grad_cell, int is_double, int64_t spread_threads,
+                         int64_t fft_threads) {
     const int64_t n_mesh = shape[0] * shape[1] * shape[2];
     void *mesh = work + mesh_fft_work_size(shape) - n_mesh;
     int status = mesh_inverse_fft(re, im, shape, work, mesh, is_double, fft_threads);
     if (status != 0) return 20 + status;
     const size_t item = is_double ? sizeof(double) : sizeof(float);
-    char *gathered = (char *)malloc(4 * (size_t)n_atoms * item); /* φ (N), then ū (N, 3) */
-    if (gathered == NULL) return 2;
-    status = mesh_spread_backward(mesh, charges, u, n_atoms, shape, order, coefficients, gathered,
-                                  gathered + (size_t)n_atoms * item, is_double, spread_threads);
+    char *buffers = (char *)malloc(7 * (size_t)n_atoms * item); /* φ (N), ū (N, 3), u (N, 3) */
+    if (buffers == NULL) return 2;
+    void *potential = buffers, *grad_u = buffers + (size_t)n_atoms * item, *u = buffers + 4 * (size_t)n_atoms * item;
+    scaled_coordinates(positions, scaled_inverse, n_atoms, u, is_double);
+    status = mesh_spread_backward(mesh, charges, u, n_atoms, shape, order, coefficients, potential, grad_u, is_double,
+                                  spread_threads);
     if (status == 0)
-        mesh_energy_gradients(gathered, gathered + (size_t)n_atoms * item, charges, positions, n_atoms,
-                              scaled_inverse, slope_sums, correction_slopes, cell_map, inverse, scalars, grad_charges,
-                              grad_positions, grad_cell, is_double);
-    free(gathered);
+        mesh_energy_gradients(potential, grad_u, charges, positions, n_atoms, scaled_inverse, slope_sums,
+                              correction_slopes, cell_map, inverse, scalars, grad_charges, grad_positions, grad_cell,
+                              is_double);
+    free(buffers);
     return status != 0 ? 10 + status : 0;
 }

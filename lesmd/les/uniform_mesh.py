@@ -137,7 +137,9 @@ class _UniformMeshEnergy(torch.autograd.Function):
         shape, order, window, width2, _ = params
         s = _uniform_setup(cell_bytes, positions.dtype, shape, order, window, width2)
         q = charges.detach().to(positions.dtype).contiguous()
-        u = positions.detach() @ s.scaled_inverse
+        r = positions.detach().contiguous()
+        small = math.prod(shape) <= NATIVE_FFT_MAX_POINTS  # then the kernels take u = r X K themselves
+        u = None if small else r @ s.scaled_inverse
         # the backward's inputs (the filtered spectrum, the six slope sums) in the same pass over the modes
         wanted, cell_slopes = any(ctx.needs_input_grad[:3]), ctx.needs_input_grad[2]
         sums = np.empty(8)
@@ -145,16 +147,17 @@ class _UniformMeshEnergy(torch.autograd.Function):
         slopes = at["slope_weights"] if cell_slopes else None
         convolution = at["convolution"] if wanted else None
         is_double = int(q.dtype == torch.float64)
-        if math.prod(shape) <= NATIVE_FFT_MAX_POINTS:  # spreading, FFT and the pass over the modes in one C call
+        if small:  # scaled coordinates, spreading, FFT and the pass over the modes in one C call
             spectrum = np.empty((2, s.weights.shape[0]))  # real and imaginary planes, then the filtered spectrum
             work = np.empty(s.fft_work_size)
             status = _library().mesh_energy_forward(
-                q.data_ptr(), u.data_ptr(), q.shape[0], at["shape"], order, at["coefficients"], spectrum[0].ctypes.data,
+                q.data_ptr(), r.data_ptr(), q.shape[0], at["scaled_inverse64"], at["shape"], order, at["coefficients"],
+                spectrum[0].ctypes.data,
                 spectrum[1].ctypes.data, work.ctypes.data, at["weights"], convolution, slopes, at["f1"], at["f2"],
                 at["f3"], sums.ctypes.data, is_double,
                 _spread_threads(q.shape[0]), _fft_threads(shape),
             )  # fmt: skip
-            _check_status(status, u)
+            _check_status(status, r)
         else:
             structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
             spectrum = torch.empty_like(structure) if wanted else None
@@ -168,7 +171,7 @@ class _UniformMeshEnergy(torch.autograd.Function):
             raise ValueError("charges contain NaN or inf" if not all_finite(q) else "charges too large: Σq² overflows")
         ctx.save_for_backward(charges, positions, cell)
         ctx.params, ctx.setup = params, s
-        ctx.state = (q, u, spectrum, sums, mode_energy, q2)
+        ctx.state = (q, r, u, spectrum, sums, mode_energy, q2)
         return torch.tensor(mode_energy - s.q2_coefficient * q2, dtype=positions.dtype)
 
     @staticmethod
@@ -179,9 +182,8 @@ class _UniformMeshEnergy(torch.autograd.Function):
             with torch.enable_grad():
                 energy = reference_energy(charges, positions, cell, ctx.params)
             return (*mesh._grads_of(energy, (charges, positions, cell), grad, needed), None, None)
-        s, (q, u, filtered, sums, mode_energy, q2) = ctx.setup, ctx.state
+        s, (q, r, u, filtered, sums, mode_energy, q2) = ctx.setup, ctx.state
         shape, order = ctx.params[:2]
-        r = positions.detach().to(q.dtype).contiguous()
         grad_charges = torch.empty_like(q) if needed[0] else None
         grad_positions = torch.empty_like(r) if needed[1] else None
         grad_cell = np.empty((3, 3)) if needed[2] else None
@@ -195,10 +197,10 @@ class _UniformMeshEnergy(torch.autograd.Function):
             work = np.empty(s.fft_work_size)
             status = _library().mesh_energy_backward(
                 filtered[0].ctypes.data, filtered[1].ctypes.data, at["shape"], work.ctypes.data, q.data_ptr(),
-                u.data_ptr(), q.shape[0], order, at["coefficients"], r.data_ptr(), *cell_terms,
+                r.data_ptr(), q.shape[0], order, at["coefficients"], *cell_terms,
                 *outputs, is_double, _spread_threads(q.shape[0]), _fft_threads(shape),
             )  # fmt: skip
-            _check_status(status, u)
+            _check_status(status, r)
         else:
             potential, grad_u = mesh.native_spread_backward(torch.fft.irfftn(filtered, s=shape), q, u, shape, order)
             _library().mesh_energy_gradients(
@@ -228,10 +230,10 @@ def _check_fft(status: int) -> None:
         raise RuntimeError(f"mesh FFT kernel failed: {reason}")
 
 
-def _check_status(status: int, u: torch.Tensor) -> None:
+def _check_status(status: int, positions: torch.Tensor) -> None:
     """Errors of mesh_energy_forward/backward: spreading (10 + its status), FFT (20 + its status), memory (2)."""
     if status == 13:  # the spreading refuses coordinates whose floor does not fit an int64 (NaN and inf included)
-        raise ValueError("positions contain NaN or inf" if not all_finite(u) else
+        raise ValueError("positions contain NaN or inf" if not all_finite(positions) else
                          "positions lie too far outside the cell for the mesh (|u| > 1e15 mesh spacings)")
     if 10 < status < 20:
         raise RuntimeError(mesh._spread_failure(status - 10))
@@ -257,10 +259,10 @@ def _library():
                                          i64]  # fmt: skip
         lib.mesh_inverse_fft.argtypes = [ptr, ptr, ptr, ptr, ptr, c_int, i64]
         lib.mesh_forward_fft.restype = lib.mesh_inverse_fft.restype = c_int
-        lib.mesh_energy_forward.argtypes = [ptr, ptr, i64, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
-                                            ptr, c_int, i64, i64]  # fmt: skip
+        lib.mesh_energy_forward.argtypes = [ptr, ptr, i64, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                                            ptr, ptr, c_int, i64, i64]  # fmt: skip
         lib.mesh_energy_backward.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr,
-                                             ptr, ptr, ptr, ptr, ptr, c_int, i64, i64]  # fmt: skip
+                                             ptr, ptr, ptr, ptr, c_int, i64, i64]  # fmt: skip
         lib.mesh_energy_forward.restype = lib.mesh_energy_backward.restype = c_int
         lib.mesh_energy_gradients.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
                                               c_int]  # fmt: skip
