@@ -215,6 +215,7 @@ def test_a_changed_cell_is_not_served_from_the_cache():
     assert float(les_energy(charges, positions, cell, True)) == float(first)
 
 
+@pytest.mark.parametrize("fft", ["C", "torch"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
     ("what", "message"),
@@ -222,11 +223,13 @@ def test_a_changed_cell_is_not_served_from_the_cache():
      ("far", "too far outside the cell"), ("charges", "charges contain NaN or inf"),
      ("cell", "cell contains NaN or inf"), ("singular", "singular or degenerate")],
 )  # fmt: skip
-def test_bad_input_is_named(what, message, dtype, monkeypatch):
+def test_bad_input_is_named(what, message, dtype, fft, monkeypatch):
     """The node's kernels check positions (the spreading refuses u whose floor overflows an int64) and charges
-    (Σq²), in the last of two threads' atom ranges too; the messages are those of the other paths."""
-    for module in (mesh, uniform_mesh):  # the composable spreading and the node's own kernels
+    (Σq²), in the last of two threads' atom ranges too, with the node's FFT and with torch.fft; the messages are
+    those of the other paths."""
+    for module in (mesh, uniform_mesh):  # the spreading of the torch.fft branch and the node's own kernels
         monkeypatch.setattr(module, "kernel_threads", lambda lib, size, min_size: 2)
+    monkeypatch.setattr(uniform_mesh, "NATIVE_FFT_MAX_POINTS", uniform_mesh.NATIVE_FFT_MAX_POINTS if fft == "C" else 0)
     charges, positions, cell = (t.to(dtype) for t in _system(120, seed=8))
     if what == "positions":
         positions[3, 1] = math.nan

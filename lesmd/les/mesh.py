@@ -313,12 +313,19 @@ def native_spread_forward(
         _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(mesh),
         int(charges.dtype == torch.float64), threads,
     )  # fmt: skip
-    if status == 3:  # the kernel refuses coordinates whose floor does not fit an int64 (NaN and inf included)
-        raise ValueError("positions contain NaN or inf" if not all_finite(u) else
-                         "positions lie too far outside the cell for the mesh (|u| > 1e15 mesh spacings)")
+    if status == 3:
+        raise refused_coordinates(u)
     if status != 0:
         raise RuntimeError(_spread_failure(status))
     return mesh
+
+
+def refused_coordinates(coordinates: torch.Tensor) -> ValueError:
+    """The error for coordinates the spreading kernel refuses (status 3: a floor that does not fit an int64, NaN and
+    inf included), given the positions or scaled coordinates it was called with."""
+    if not all_finite(coordinates):
+        return ValueError("positions contain NaN or inf")
+    return ValueError("positions lie too far outside the cell for the mesh (|u| > 1e15 mesh spacings)")
 
 
 def native_spread_backward(

@@ -232,9 +232,8 @@ def _check_fft(status: int) -> None:
 
 def _check_status(status: int, positions: torch.Tensor) -> None:
     """Errors of mesh_energy_forward/backward: spreading (10 + its status), FFT (20 + its status), memory (2)."""
-    if status == 13:  # the spreading refuses coordinates whose floor does not fit an int64 (NaN and inf included)
-        raise ValueError("positions contain NaN or inf" if not all_finite(positions) else
-                         "positions lie too far outside the cell for the mesh (|u| > 1e15 mesh spacings)")
+    if status == 13:
+        raise mesh.refused_coordinates(positions)
     if 10 < status < 20:
         raise RuntimeError(mesh._spread_failure(status - 10))
     if status > 20:
