@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -309,3 +310,22 @@ def test_kernel_reports_sizes_beyond_its_limits_instead_of_writing_nothing():
     )  # fmt: skip
     assert status == 1 and float(out.abs().sum()) == 0.0
     assert _failure(2) == "basis_moments kernel failed: out of memory for its work buffers (status 2)"
+
+
+def test_every_kernel_source_and_local_header_ships_in_the_package():
+    """A wheel (non-editable install) must carry each kernel's .c file and the headers it includes."""
+    import fnmatch
+    import re
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    sources = sorted((root / "lesmd").rglob("*.c"))
+    files = set(sources)
+    for source in sources:
+        files |= {(source.parent / h).resolve() for h in re.findall(r'^#include "([^"]+)"', source.read_text(), re.M)}
+    assert any(f.name == "fft3d.h" for f in files)
+    for path in files:
+        package = ".".join(path.parent.relative_to(root).parts)
+        assert any(fnmatch.fnmatch(path.name, p) for p in package_data.get(package, [])), (path, package)
