@@ -1,4 +1,9 @@
-/* The arithmetic around the two FFTs of the single-width mesh energy (lesmd/les/uniform_mesh.py), in plain C.
+/* The single-width mesh energy of lesmd/les/uniform_mesh.py, in plain C: the arithmetic around its two FFTs and,
+ * for meshes of up to uniform_mesh.NATIVE_FFT_MAX_POINTS points, the whole forward (mesh_energy_forward: mesh
+ * coordinates, spreading, FFT of fft3d.h, the pass over the modes) and the whole backward (mesh_energy_backward:
+ * inverse FFT, gather, gradients) as one call each. Larger meshes use torch.fft between mesh_spread.c's kernels
+ * and mesh_forward_terms / mesh_energy_gradients. mesh_forward_fft and mesh_inverse_fft are also the tests'
+ * entry to the FFTs.
  *
  * Forward (S = FFT[Q] on the half mesh, M modes, complex; w the mode weights), one pass over the modes:
  *     power_m = |S_m|²,   E_W = Σ_m w_m power_m,   q2 = Σ_i q_i²,

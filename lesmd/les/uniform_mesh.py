@@ -152,19 +152,17 @@ class _UniformMeshEnergy(torch.autograd.Function):
             work = np.empty(s.fft_work_size)
             status = _library().mesh_energy_forward(
                 q.data_ptr(), r.data_ptr(), q.shape[0], at["scaled_inverse64"], at["shape"], order, at["coefficients"],
-                spectrum[0].ctypes.data,
-                spectrum[1].ctypes.data, work.ctypes.data, at["weights"], convolution, slopes, at["f1"], at["f2"],
-                at["f3"], sums.ctypes.data, is_double,
-                _spread_threads(q.shape[0]), _fft_threads(shape),
+                spectrum[0].ctypes.data, spectrum[1].ctypes.data, work.ctypes.data, at["weights"], convolution, slopes,
+                at["f1"], at["f2"], at["f3"], sums.ctypes.data, is_double, _spread_threads(q.shape[0]),
+                _fft_threads(shape),
             )  # fmt: skip
             _check_status(status, r)
         else:
             structure = torch.fft.rfftn(mesh.native_spread_forward(q, u, shape, order))
-            spectrum = torch.empty_like(structure) if wanted else None
+            spectrum = torch.empty_like(structure) if wanted else None  # then the filtered spectrum
             _library().mesh_forward_terms(
                 structure.data_ptr(), at["weights"], convolution, slopes, at["f1"], at["f2"], at["f3"],
-                *structure.shape, q.data_ptr(), q.shape[0], _pointer(spectrum), sums.ctypes.data,
-                is_double,
+                *structure.shape, q.data_ptr(), q.shape[0], _pointer(spectrum), sums.ctypes.data, is_double,
             )  # fmt: skip
         mode_energy, q2 = float(sums[0]), float(sums[1])
         if not math.isfinite(q2):  # the spreading kernel has refused NaN/inf positions already
@@ -197,8 +195,8 @@ class _UniformMeshEnergy(torch.autograd.Function):
             work = np.empty(s.fft_work_size)
             status = _library().mesh_energy_backward(
                 filtered[0].ctypes.data, filtered[1].ctypes.data, at["shape"], work.ctypes.data, q.data_ptr(),
-                r.data_ptr(), q.shape[0], order, at["coefficients"], *cell_terms,
-                *outputs, is_double, _spread_threads(q.shape[0]), _fft_threads(shape),
+                r.data_ptr(), q.shape[0], order, at["coefficients"], *cell_terms, *outputs, is_double,
+                _spread_threads(q.shape[0]), _fft_threads(shape),
             )  # fmt: skip
             _check_status(status, r)
         else:
