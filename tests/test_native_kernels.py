@@ -120,6 +120,7 @@ def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
     import mdtraj  # noqa: F401  (maps its own libgomp into the process)
 
     from lesmd import native
+    from lesmd.les import uniform_mesh
     from lesmd.les.mesh import _native_library
     from lesmd.models.descriptors import _invariants_library
 
@@ -130,6 +131,9 @@ def test_kernels_run_on_torchs_openmp_pool(monkeypatch):
     assert torch_runtime is not None and "torch" in torch_runtime
     assert [native._openmp_runtime(lib) for lib in libraries] == [torch_runtime] * 3
     assert all(native.shared_openmp_pool(lib) for lib in libraries)
+    # the LES mesh node's kernel (spreading and FFT compiled in) too
+    assert native._openmp_runtime(uniform_mesh._library()) == torch_runtime
+    assert native.shared_openmp_pool(uniform_mesh._library())
     maps = open("/proc/self/maps").read()
     runtimes = {os.path.realpath(line.split()[-1]) for line in maps.splitlines() if "/libgomp" in line}
     assert torch_runtime in runtimes  # with mdtraj's wheel (1.11) also its own vendored copy: two runtimes
