@@ -161,6 +161,24 @@ def test_spread_conserves_charge_and_matches_loop_reference(native):
     assert torch.allclose(mesh, expected, atol=1e-14)
 
 
+@pytest.mark.parametrize(("value", "message"), [(math.nan, "NaN or inf"), (math.inf, "NaN or inf"),
+                                              (1e17, "too far outside the cell")])  # fmt: skip
+def test_spreading_kernels_refuse_coordinates_off_the_mesh(value, message):
+    """Both C kernels (spreading and gather) refuse a scaled coordinate whose floor does not fit an int64 with the
+    named error instead of indexing the mesh with it."""
+    from lesmd.les import mesh
+
+    if not mesh.native_spread_available():
+        pytest.skip("needs the C spreading kernel (a C compiler)")
+    charges = torch.ones(6, dtype=F64)
+    u = torch.rand(6, 3, dtype=F64) * 5.0
+    u[5, 1] = value
+    with pytest.raises(ValueError, match=message):
+        mesh.native_spread_forward(charges, u, (5, 5, 5), 4)
+    with pytest.raises(ValueError, match=message):
+        mesh.native_spread_backward(torch.ones(5, 5, 5, dtype=F64), charges, u, (5, 5, 5), 4)
+
+
 def test_mesh_energy_jump_at_a_mesh_size_change_is_below_accuracy_and_smooth_change():
     """The mesh shape changes in integer steps with the cell; the energy step there is the (sub-ε) mesh error."""
     from lesmd.les.mesh import mesh_shape

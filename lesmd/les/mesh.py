@@ -341,6 +341,8 @@ def native_spread_backward(
         _ptr(grad), _ptr(charges), _ptr(u), charges.shape[0], _ptr(size), order, _ptr(coefficients), _ptr(grad_q),
         _ptr(grad_u), int(charges.dtype == torch.float64), threads,
     )  # fmt: skip
+    if status == 3:
+        raise refused_coordinates(u)
     if status != 0:
         raise RuntimeError(_spread_failure(status))
     return grad_q, grad_u

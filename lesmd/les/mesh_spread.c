@@ -71,6 +71,17 @@ static inline int64_t z_run(const int64_t idx[MAX_ORDER], const double w[MAX_ORD
     return idx[p - 1];
 }
 
+/* |u| beyond this (mesh units) is refused: floor(u) must fit an int64 */
+#define MAX_U 1e15
+
+/* Atom i's scaled coordinates (into u_i) and charge (into q); 0 when u_i is NaN, inf or beyond ±MAX_U (the atom
+   cannot be placed on the mesh), else 1. */
+static inline int load_atom(const void *u, const void *charges, int64_t i, int is_double, double u_i[3], double *q) {
+    for (int d = 0; d < 3; d++) u_i[d] = load(u, 3 * i + d, is_double);
+    *q = load(charges, i, is_double);
+    return fabs(u_i[0]) < MAX_U && fabs(u_i[1]) < MAX_U && fabs(u_i[2]) < MAX_U; /* NaN fails too */
+}
+
 /* One thread's share of the forward: Q (K0·K1·K2) += Σ_i q_i Π_d w over its atoms. */
 typedef struct {
     const void *charges, *u;
@@ -81,9 +92,6 @@ typedef struct {
     int order, is_double;
     int bad; /* set when an atom's u is NaN, inf or beyond ±MAX_U (that atom is skipped) */
 } SpreadJob;
-
-/* |u| beyond this (mesh units) is refused: floor(u) must fit an int64 */
-#define MAX_U 1e15
 
 /* mesh += q Π_d w over the p³ points of one atom at scaled coordinates u. Inlined with a constant p for the
    common order. */
@@ -130,10 +138,8 @@ static void *spread_range(void *arg) {
     Tables tables;
     make_tables(job->coefficients, p, &tables);
     for (int64_t i = job->first; i < job->last; i++) {
-        double ui[3] = {load(job->u, 3 * i, is_double), load(job->u, 3 * i + 1, is_double),
-                        load(job->u, 3 * i + 2, is_double)};
-        double q = load(job->charges, i, is_double);
-        if (!(fabs(ui[0]) < MAX_U && fabs(ui[1]) < MAX_U && fabs(ui[2]) < MAX_U)) { /* NaN fails too */
+        double ui[3], q;
+        if (!load_atom(job->u, job->charges, i, is_double, ui, &q)) {
             job->bad = 1;
             continue;
         }
@@ -218,6 +224,7 @@ typedef struct {
     const double *coefficients;
     int64_t first, last;
     int order, is_double;
+    int bad; /* as in SpreadJob: that atom's outputs are left unwritten */
 } Job;
 
 static inline void store(void *p, int64_t k, double value, int is_double) {
@@ -268,7 +275,7 @@ static inline __attribute__((always_inline)) void gather_atom(
 
 /* dE/dq_i = Σ_k G_k Π_d w,  dE/du_id = q_i Σ_k G_k dw_d Π_{d'≠d} w  for atoms first..last−1. */
 static void *backward_range(void *arg) {
-    const Job *job = (const Job *)arg;
+    Job *job = (Job *)arg;
     const int p = job->order, is_double = job->is_double;
     const int64_t *shape = job->shape;
     double w[3][MAX_ORDER], dw[3][MAX_ORDER], sums[4];
@@ -276,9 +283,11 @@ static void *backward_range(void *arg) {
     Tables tables;
     make_tables(job->coefficients, p, &tables);
     for (int64_t i = job->first; i < job->last; i++) {
-        double ui[3] = {load(job->u, 3 * i, is_double), load(job->u, 3 * i + 1, is_double),
-                        load(job->u, 3 * i + 2, is_double)};
-        double q = load(job->charges, i, is_double);
+        double ui[3], q;
+        if (!load_atom(job->u, job->charges, i, is_double, ui, &q)) {
+            job->bad = 1;
+            continue;
+        }
         if (p == 8) {
             atom_weights(ui, shape, 8, &tables, w, dw, idx);
             gather_atom(job->grad_mesh, shape, 8, w, dw, idx, is_double, sums);
@@ -297,6 +306,8 @@ static void *backward_range(void *arg) {
     return NULL;
 }
 
+/* grad_charges, grad_u from grad_mesh (the adjoint of mesh_spread_forward). Returns 0, 1 for an unsupported order,
+   3 when a coordinate u is NaN, inf or beyond ±MAX_U (that atom's outputs are then unwritten). */
 int mesh_spread_backward(const void *grad_mesh, const void *charges, const void *u, int64_t n_atoms,
                          const int64_t *shape, int64_t order, const double *coefficients, void *grad_charges,
                          void *grad_u, int is_double, int64_t n_threads) {
@@ -306,9 +317,11 @@ int mesh_spread_backward(const void *grad_mesh, const void *charges, const void 
     Job jobs[64];
     for (int64_t t = 0; t < n_threads; t++) {
         Job job = {charges, u, grad_mesh, grad_charges, grad_u, shape, coefficients,
-                   n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double};
+                   n_atoms * t / n_threads, n_atoms * (t + 1) / n_threads, (int)order, is_double, 0};
         jobs[t] = job;
     }
     run_jobs(jobs, n_threads, sizeof(Job), backward_range);
-    return 0;
+    int bad = 0;
+    for (int64_t t = 0; t < n_threads; t++) bad |= jobs[t].bad;
+    return bad ? 3 : 0;
 }
