@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from lesmd.les.lattice import volume
+from lesmd.les.lattice import reduction_matrix, volume
 from lesmd.les.response import (
     born_effective_charges,
     dipole_moment,
@@ -67,6 +67,37 @@ def _check_cell(values: bytes, pbc: tuple[bool, bool, bool]) -> None:
             raise ValueError(f"singular cell: periodic lattice vectors {periodic.tolist()} are degenerate")
 
 
+def wrap_into_cell(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The structure in the canonical reduced basis of its lattice with atoms wrapped into that cell, in float64.
+
+    Args:
+        positions: (N, 3) Å.  cell: (3, 3) Å, rows are lattice vectors.  pbc: (3,) bool.
+
+    Returns:
+        (positions (N, 3), cell (3, 3), shifts): the same crystal (:func:`lesmd.les.lattice.reduction_matrix`) with
+        r_i = wrapped_i + shifts_i · reduced cell; shifts is None when nothing is periodic or nothing moved. Done
+        before a cast to float32, so that atoms many cells away keep their precision.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    periodic = np.asarray(pbc, dtype=bool)
+    if not periodic.any():
+        return positions, cell, None
+    reduced = reduction_matrix(cell, tuple(bool(p) for p in periodic)) @ cell
+    try:
+        fractional = np.linalg.solve(reduced.T, positions.T).T
+    except np.linalg.LinAlgError:
+        return positions, cell, None  # singular: the cell checks name it
+    shifts = np.where(periodic, np.floor(fractional), 0.0)
+    if not np.isfinite(shifts).all():
+        return positions, cell, None  # NaN/inf positions: the value checks name them
+    if not shifts.any():
+        return positions, reduced, None
+    return positions - shifts @ reduced, reduced, shifts
+
+
 def evaluate(
     model: torch.nn.Module,
     numbers: torch.Tensor,
@@ -78,6 +109,7 @@ def evaluate(
     total_charge: float = 0.0,
     efield: torch.Tensor | None = None,
     epsilon_inf: float = 1.0,
+    image_shifts: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Evaluate a model and its derivatives for one structure.
 
@@ -91,6 +123,9 @@ def evaluate(
         total_charge: total charge Q, e.
         efield: optional uniform field (3,), V/Å; the energy is then the enthalpy E0 − E·M.
         epsilon_inf: ε∞; charges, dipole, polarisation and BEC are scaled by √ε∞ (and so is the field coupling).
+        image_shifts: (N, 3) integer lattice shifts n_i (float64) already taken off the positions (the caller's
+            positions were r_i + n_i·cell, wrapped in float64 before a cast, :func:`wrap_into_cell`): energies,
+            forces, stress and BECs do not depend on them; the dipole is that of the caller's positions.
 
     Periodic cells: when the model offers ``born_effective_charges`` (a local charge model such as
     :class:`lesmd.models.les.LESModel`), Z* is built from minimum-image relative vectors, made to obey the
@@ -142,6 +177,9 @@ def evaluate(
     # the dipole enters a derivative only through the field enthalpy or the Jacobian BEC of open boundaries
     with torch.set_grad_enabled(field is not None or (need_bec and not local)):
         dipole = dipole_moment(out["charges"], pos_s, epsilon_inf)
+        if image_shifts is not None:  # Σ_i q_i n_i·h, the sum over atoms in float64
+            lattice_sum = (out["charges"].double() @ image_shifts.to(torch.float64)).to(pos.dtype)
+            dipole = dipole + epsilon_inf**0.5 * (lattice_sum @ cell_s)
     enthalpy = field_enthalpy(energy0, dipole, field)
 
     results: dict[str, torch.Tensor] = {

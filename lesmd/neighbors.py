@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from vesin import NeighborList
 
+from lesmd.les.lattice import reduction_matrix
+
 
 @dataclass
 class Edges:
@@ -104,8 +106,12 @@ def neighbor_list(
     if n == 0:
         empty = torch.zeros(0, dtype=torch.long, device=positions.device)
         return Edges(empty, empty, torch.zeros(0, 3, dtype=positions.dtype, device=positions.device))
+    # search in the canonical reduced basis (the same pairs for every basis of the lattice, and vesin's cell grid
+    # stays compact), then express the shifts in the caller's basis: S·(U h) = (S U)·h
+    u = reduction_matrix(box, tuple(periodic))
     calculator = NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, s = calculator.compute(pos_np, box, periodic, quantities="ijS", copy=True)
+    i, j, s = calculator.compute(pos_np, u @ box, periodic, quantities="ijS", copy=True)
+    s = s @ u
     order = np.argsort(i, kind="stable")  # sorted by centre atom: the models use a padded per-atom layout
     i, j, s = i[order], j[order], s[order]
     device = positions.device

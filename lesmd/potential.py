@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lesmd.allocator import tune_allocator
-from lesmd.evaluate import evaluate, validate_structure
+from lesmd.evaluate import evaluate, validate_structure, wrap_into_cell
 
 
 class Potential(Protocol):
@@ -143,6 +143,7 @@ class LESPotential:
             pbc = np.repeat(pbc, 3)
         if hasattr(self.model, "check_species"):
             self.model.check_species(numbers_t)
+        positions, cell, shifts = wrap_into_cell(positions, cell, pbc)
         positions_t = torch.as_tensor(positions, dtype=self.dtype, device=self.device)
         cell_t = torch.as_tensor(cell, dtype=self.dtype, device=self.device)
         pbc_t = torch.as_tensor(pbc, device=self.device)
@@ -159,5 +160,6 @@ class LESPotential:
             total_charge=self.total_charge if total_charge is None else float(total_charge),
             efield=field,
             epsilon_inf=self.epsilon_inf,
+            image_shifts=None if shifts is None else torch.as_tensor(shifts, device=self.device),
         )
         return {k: v.detach().cpu().to(torch.float64).numpy() for k, v in results.items()}

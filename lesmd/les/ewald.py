@@ -42,7 +42,7 @@ import torch
 
 from lesmd.les import kspace, mesh, realspace, slab, uniform_mesh
 from lesmd.les.checks import all_finite
-from lesmd.les.lattice import volume
+from lesmd.les.lattice import reduce_cell, volume
 from lesmd.les.potentials import background_energy, gaussian_self_energy, reciprocal_self_energy
 from lesmd.les.tuning import EwaldParameters, choose_parameters
 from lesmd.units import COULOMB
@@ -210,7 +210,7 @@ def _uniform_periodic_energy(
     a pure reciprocal sum, the mesh method, CPU. None when another path applies (inputs already checked)."""
     if _mode(pbc) != "periodic" or not uniform_mesh.available(positions):
         return None
-    box = _cell_tensor(cell, positions, pbc)
+    box = reduce_cell(_cell_tensor(cell, positions, pbc), (True, True, True))
     cell_bytes = box.detach().numpy().astype(np.float64).tobytes()
     params = _uniform_parameters(cell_bytes, positions.shape[0], _width2(width), accuracy, method)
     if params is None:
@@ -303,6 +303,7 @@ def _system(
         cell = _cell_tensor(cell, positions, pbc)
         if not all_finite(cell):
             raise ValueError("cell contains NaN or inf")
+        cell = reduce_cell(cell, (True, True, False))
         return charges, positions, slab.extended_cell(cell, positions, widths2, accuracy), widths2, mode
     return charges, positions, _periodic_cell(cell, positions, pbc)[0], widths2, mode
 
@@ -317,9 +318,11 @@ def _cell_tensor(cell: torch.Tensor | None, positions: torch.Tensor, pbc: Pbc) -
 
 
 def _periodic_cell(cell: torch.Tensor | None, positions: torch.Tensor, pbc: Pbc) -> tuple[torch.Tensor, float]:
-    """The checked 3-D periodic cell in the positions' dtype and its volume (Å³)."""
+    """The checked 3-D periodic cell in the positions' dtype, in the canonical reduced basis of its lattice
+    (:func:`lesmd.les.lattice.reduce_cell`: the sums do not depend on the basis given), and its volume (Å³)."""
     cell = _cell_tensor(cell, positions, pbc)
-    return cell, _check_periodic_cell(cell.detach().cpu().double().numpy().tobytes())
+    volume = _check_periodic_cell(cell.detach().cpu().double().numpy().tobytes())
+    return reduce_cell(cell, (True, True, True)), volume
 
 
 @functools.lru_cache(maxsize=64)

@@ -14,12 +14,16 @@ Cell rows are lattice vectors a_i; reciprocal vectors b_j satisfy a_i · b_j = 2
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lesmd.les.lattice import reciprocal_cell, volume
 from lesmd.les.potentials import fourier_prefactor
 from lesmd.units import EPSILON0
 
+#: Largest number of integer triplets the direct sum may enumerate (beyond, a one-line error names the cost).
+MAX_KVECTOR_CANDIDATES = 1 << 24
 #: Largest number of (atom, k-vector) phase elements held at once.
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -33,6 +37,13 @@ def half_space_kvectors(cell: torch.Tensor, k_cut: float) -> torch.Tensor:
     with torch.no_grad():
         lengths = torch.linalg.norm(cell.detach(), dim=1)
         n_max = [int(k_cut * float(length) / (2.0 * torch.pi)) for length in lengths]
+        candidates = math.prod(2 * m + 1 for m in n_max)
+        if candidates > MAX_KVECTOR_CANDIDATES:
+            raise ValueError(
+                f"the periodic cell needs ~{candidates / 2:.3g} k-vectors for the direct Ewald sum (lattice vectors "
+                f"{[round(float(x), 1) for x in lengths]} Å): too large a cell for a periodic sum (mostly vacuum?); "
+                "use open boundaries (pbc=False) for an isolated system, or a smaller cell"
+            )
         ranges = [torch.arange(-m, m + 1, device=cell.device) for m in n_max]
         n = torch.cartesian_prod(*ranges).reshape(-1, 3)
         positive = (n[:, 0] > 0) | ((n[:, 0] == 0) & ((n[:, 1] > 0) | ((n[:, 1] == 0) & (n[:, 2] > 0))))

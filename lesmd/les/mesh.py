@@ -72,19 +72,37 @@ def fft_size(minimum: int) -> int:
 
 
 def mesh_shape(cell: torch.Tensor, spacing: float, order: int) -> tuple[int, int, int]:
-    """Mesh points per lattice direction, K_d = fft_size(max(d_d / spacing, 2·order)).
+    """Mesh points per lattice direction, K_d = fft_size(max(|a_d| / spacing, 2·order)).
 
-    d_d = 2π/|b_d| is the spacing of the lattice planes normal to b_d, so the mesh resolves wave numbers up to
-    π/``spacing`` along every reciprocal direction (all modes of a sphere of that radius are on the mesh).
+    A mode k = Σ_d m_d b_d inside the sphere |k| < π/``spacing`` has |m_d| = |k·a_d|/2π < |a_d|/(2·spacing), so
+    K_d ≥ |a_d|/spacing puts every mode of that sphere on the mesh, in any (triclinic) cell. (The plane spacing
+    2π/|b_d| ≤ |a_d| would do only for orthogonal cells: a triclinic mesh sized by it aliases modes.)
     """
     return _mesh_shape(cell.detach().cpu().double().numpy().tobytes(), float(spacing), int(order))
 
 
 @lru_cache(maxsize=64)
 def _mesh_shape(cell: bytes, spacing: float, order: int) -> tuple[int, int, int]:
-    inverse = np.linalg.inv(np.frombuffer(cell, dtype=np.float64).reshape(3, 3))  # columns: b_d / 2π
-    plane_spacing = 1.0 / np.linalg.norm(inverse, axis=0)
-    return tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in plane_spacing)
+    lengths = np.linalg.norm(np.frombuffer(cell, dtype=np.float64).reshape(3, 3), axis=1)  # |a_d|
+    shape = tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in lengths)
+    check_mesh_cost(shape)
+    return shape
+
+
+#: largest mesh (points) a periodic sum may allocate; beyond, :func:`check_mesh_cost` refuses with the cost
+MAX_MESH_POINTS = 1 << 26
+
+
+def check_mesh_cost(shape: tuple[int, int, int]) -> None:
+    """ValueError naming the mesh size and memory when a cell needs more than :data:`MAX_MESH_POINTS` points."""
+    points = math.prod(shape)
+    if points > MAX_MESH_POINTS:
+        gib = points * 8 * 4 / 2**30  # a few float64 meshes (charges, transform, gradients)
+        raise ValueError(
+            f"the periodic cell needs a {shape[0]}x{shape[1]}x{shape[2]} Ewald mesh ({points:.3g} points, ~{gib:.0f} "
+            f"GiB): the cell is too large for a periodic LES sum (mostly vacuum?); use open boundaries "
+            f"(pbc=False) for an isolated system, or a smaller cell"
+        )
 
 
 @lru_cache(maxsize=16)

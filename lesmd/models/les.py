@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 
+from lesmd.les.lattice import reduce_cell
 from lesmd.les.response import enforce_acoustic_sum_rule
 from lesmd.models.base import AtomisticModel
 from lesmd.models.repulsion import CoreRepulsion, DataWall
@@ -39,6 +40,8 @@ def _mean_displacement(positions: torch.Tensor, cell: torch.Tensor, pbc: torch.T
     n = positions.shape[0]
     out = positions.new_zeros(n, 3)
     periodic = bool(pbc.any())
+    if periodic:  # the minimum image by rounding needs a compact basis: the canonical one (basis-independent)
+        cell = reduce_cell(cell, tuple(bool(p) for p in pbc.tolist()))
     inverse = torch.linalg.inv(cell) if periodic else None
     mask = pbc.to(positions.dtype)
     block = max(1, 2_000_000 // max(n, 1))
