@@ -8,7 +8,14 @@ import ase.build
 import pytest
 import torch
 
-from lesmd.models.io import FORMAT_VERSION, describe_model, load_model, model_to_dict, save_model
+from lesmd.models.io import (
+    FORMAT_VERSION,
+    content_hash,
+    describe_model,
+    load_model,
+    model_to_dict,
+    save_model,
+)
 from lesmd.models.les import LESModel
 from lesmd.models.shortrange import MomentNetwork, PairNetwork
 
@@ -129,11 +136,114 @@ def test_incompatible_format_version_is_named(tmp_path):
 def test_weights_that_do_not_match_the_architecture_are_reported(tmp_path):
     data = model_to_dict(_model())
     data["architecture"]["short_range"]["n_channels"] = 7
+    data["content_hash"] = content_hash(data)  # a consistent file written by other means
     torch.save(data, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="weights do not match"):
         load_model(tmp_path / "mismatch.pt")
     data = model_to_dict(_model())
     data["architecture"]["short_range_type"] = "no_such_model"
+    data["content_hash"] = content_hash(data)
     torch.save(data, tmp_path / "unknown.pt")
     with pytest.raises(ValueError, match="unknown short-range model type"):
         load_model(tmp_path / "unknown.pt")
+
+
+def _edited(tmp_path, name, edit, rehash=False):
+    data = model_to_dict(_model())
+    edit(data)
+    if rehash:  # a file edited and re-hashed: the field checks must still name the problem
+        data["content_hash"] = content_hash(data)
+    torch.save(data, tmp_path / name)
+    return tmp_path / name
+
+
+def _swap_species(data):
+    data["species"] = data["species"][::-1]
+    data["architecture"]["short_range"]["species"] = data["species"]
+
+
+def _scale_weight(value):
+    def edit(data):
+        key = next(k for k, v in data["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
+        data["state_dict"][key] = data["state_dict"][key] * 0 + value
+    return edit
+
+
+def _integer_weight(data):
+    key = next(k for k, v in data["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
+    data["state_dict"][key] = data["state_dict"][key].round().long()
+
+
+def _accuracy(data):
+    data["architecture"]["les_options"] = {"accuracy": 0.9}
+
+
+def _cutoff(data):
+    data["architecture"]["short_range"]["cutoff"] = 1e6
+    data["cutoff"] = 1e6
+
+
+@pytest.mark.parametrize("edit", [_swap_species, _scale_weight(float("nan")), _scale_weight(1e30), _integer_weight,
+                                  _accuracy, _cutoff], ids=["species", "nan", "1e30", "int", "accuracy", "cutoff"])
+def test_edited_model_file_is_refused_by_its_content_hash(tmp_path, edit):
+    path = _edited(tmp_path, "edited.pt", edit)
+    with pytest.raises(ValueError, match="content hash mismatch") as info:
+        load_model(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_swap_species, None), (_scale_weight(float("nan")), "NaN"), (_scale_weight(1e30), "not trained weights"),
+    (_integer_weight, "floating point"), (_accuracy, "Ewald accuracy"), (_cutoff, "cutoff must be"),
+], ids=["species", "nan", "1e30", "int", "accuracy", "cutoff"])
+def test_rehashed_bad_fields_are_named(tmp_path, edit, message):
+    path = _edited(tmp_path, "edited.pt", edit, rehash=True)
+    if message is None:  # a consistent species swap is a different model, not a corrupt file: it loads
+        assert load_model(path).species == [8, 1]
+        return
+    with pytest.raises(ValueError, match=message):
+        load_model(path)
+
+
+def test_flipped_bytes_never_load_silently(tmp_path):
+    path = save_model(_model(), tmp_path / "m.pt")
+    original = path.read_bytes()
+    rng = __import__("random").Random(0)
+    refused = 0
+    for trial in range(30):
+        data = bytearray(original)
+        k = rng.randrange(len(data) // 4, len(data))  # in the tensors' storage and the metadata
+        data[k] ^= 1 << rng.randrange(8)
+        bad = tmp_path / f"flip{trial}.pt"
+        bad.write_bytes(bytes(data))
+        try:
+            loaded = load_model(bad)
+        except ValueError:
+            refused += 1
+            continue
+        # the flip hit bytes that do not matter (e.g. zip padding): the model must then be unchanged
+        reference = load_model(path)
+        for a, b in zip(reference.state_dict().values(), loaded.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    assert refused >= 20
+
+
+def test_deeply_nested_metadata_is_refused_quickly(tmp_path):
+    nested = {}
+    for _ in range(10_000):
+        nested = {"x": nested}
+    path = tmp_path / "deep.pt"
+    data = model_to_dict(_model())
+    data["provenance"] = nested
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 50_000))  # torch.save itself recurses
+    try:
+        torch.save(data, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(ValueError, match="nested"):
+        load_model(path)
+    with pytest.raises(ValueError, match="nested"):
+        describe_model(path)

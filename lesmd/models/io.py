@@ -6,7 +6,13 @@ tensors and plain Python types only (str, int, float, bool, None, list, dict):
     format, format_version, lesmd_version, units {"energy": "eV", "length": "Å", "charge": "e"},
     species [Z...], cutoff (Å), sigma (Å), reference_energies {"Z": eV}, dtype,
     architecture {short_range_type, short_range {hyper-parameters}, sigma, charge_hidden, use_les, ...},
-    provenance {training data, command, metrics, date...}, state_dict {name: tensor}
+    provenance {training data, command, metrics, date...}, state_dict {name: tensor},
+    content_hash "sha256:…" (version 2: over every other entry, :func:`content_hash`)
+
+Integrity: the hash is checked on load, so a file whose bytes, species order, weights or metadata were changed
+after saving is refused (version-1 files, which have no hash, load with a warning). Every metadata field is
+checked for its type and range (species, cutoff ≤ ``MAX_CUTOFF``, σ, Ewald options, dtype), the weights for
+their dtype (floating point), finiteness and size (≤ ``MAX_WEIGHT``).
 
 Loading uses ``torch.load(path, weights_only=True)``, whose restricted unpickler refuses any object other than
 tensors and plain containers, so a crafted file cannot execute code; the short-range class is looked up by name
@@ -16,8 +22,10 @@ one-line ``ValueError`` (``FileNotFoundError`` for a missing path).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +35,13 @@ from lesmd.models.les import LESModel
 from lesmd.models.shortrange import short_range_class
 
 FORMAT = "lesmd-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: metadata of a model file nested deeper than this is refused (a crafted file must not hang the reader)
+MAX_METADATA_DEPTH = 32
+#: Å; a model whose cutoff exceeds this is refused (neighbour lists would grow without bound)
+MAX_CUTOFF = 20.0
+#: largest |weight| accepted in a model file (trained weights are O(1); 1e30 would overflow float32 products)
+MAX_WEIGHT = 1e6
 UNITS = {"energy": "eV", "length": "Å", "charge": "e"}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -49,11 +63,24 @@ def build_model(architecture: dict) -> LESModel:
     )  # fmt: skip
 
 
+def content_hash(data: dict) -> str:
+    """"sha256:<hex>" over every entry of a model-file dict except ``content_hash``: the metadata as canonical
+    JSON, then each tensor's name, dtype, shape and bytes in name order."""
+    digest = hashlib.sha256()
+    meta = {k: v for k, v in data.items() if k not in ("state_dict", "content_hash")}
+    digest.update(json.dumps(meta, sort_keys=True, default=str, ensure_ascii=True).encode())
+    for name in sorted(data["state_dict"]):
+        tensor = data["state_dict"][name]
+        digest.update(f"\n{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
 def model_to_dict(model: LESModel, provenance: dict | None = None) -> dict:
-    """The plain dict written to a model file."""
+    """The plain dict written to a model file (with its :func:`content_hash`)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     dtype = next(iter(state.values())).dtype
-    return {
+    data = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "lesmd_version": lesmd.__version__,
@@ -67,6 +94,8 @@ def model_to_dict(model: LESModel, provenance: dict | None = None) -> dict:
         "provenance": _plain(dict(provenance or {})),
         "state_dict": state,
     }
+    data["content_hash"] = content_hash(data)
+    return data
 
 
 def _plain(value):
@@ -123,7 +152,90 @@ def read_model_file(path: str | Path) -> dict:
     for key in ("architecture", "state_dict", "species"):
         if key not in data:
             raise ValueError(f"{path} is an incomplete lesmd model file: missing '{key}'")
+    depth = _depth(data)
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"{path}: metadata nested {depth} levels deep (limit {MAX_METADATA_DEPTH}): not a lesmd model")
+    if not isinstance(data["state_dict"], dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data["state_dict"].items()
+    ):
+        raise ValueError(f"{path}: 'state_dict' must map parameter names to tensors")
+    if version >= 2:
+        stored = data.get("content_hash")
+        if not isinstance(stored, str):
+            raise ValueError(f"{path}: the content hash is missing (format version {version} requires one)")
+        if stored != content_hash(data):
+            raise ValueError(f"{path}: content hash mismatch: the file was changed or corrupted after it was saved "
+                             "(weights, species order or metadata); use the original file or re-save the model")
+    else:
+        warnings.warn(f"{path}: format version 1 has no content hash, its integrity cannot be checked; re-save it "
+                      "with save_model", stacklevel=3)
+    _check_metadata(data, str(path))
     return data
+
+
+def _depth(value, limit: int = MAX_METADATA_DEPTH + 1) -> int:
+    """Nesting depth of dicts/lists/tuples (iterative, stops counting past ``limit``)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return deepest
+
+
+def _finite_number(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and low <= value <= high
+
+
+def _check_metadata(data: dict, source: str) -> None:
+    """ValueError naming the first metadata field of a model file with a wrong type or an out-of-range value."""
+    species = data["species"]
+    if not (isinstance(species, list) and species and all(isinstance(z, int) and not isinstance(z, bool)
+                                                         and 1 <= z <= 118 for z in species)):
+        raise ValueError(f"{source}: 'species' must be a non-empty list of atomic numbers 1-118, got {species!r}")
+    if len(set(species)) != len(species):
+        raise ValueError(f"{source}: 'species' lists an element twice: {species}")
+    arch = data["architecture"]
+    if not isinstance(arch, dict) or not isinstance(arch.get("short_range"), dict):
+        raise ValueError(f"{source}: 'architecture' must be a dict with a 'short_range' dict")
+    if arch["short_range"].get("species") not in (None, species):
+        raise ValueError(f"{source}: the architecture's species {arch['short_range'].get('species')} differ from "
+                         f"the file's species {species}")
+    for name, value in (("cutoff", data.get("cutoff")), ("short_range cutoff", arch["short_range"].get("cutoff"))):
+        if value is not None and not _finite_number(value, 1e-3, MAX_CUTOFF):
+            raise ValueError(f"{source}: {name} must be a number in (0, {MAX_CUTOFF}] Å, got {value!r}")
+    descriptor = arch.get("charge_descriptor")
+    if isinstance(descriptor, dict) and not _finite_number(descriptor.get("cutoff", 1.0), 1e-3, MAX_CUTOFF):
+        raise ValueError(f"{source}: charge descriptor cutoff must be in (0, {MAX_CUTOFF}] Å")
+    for name, value in (("sigma", data.get("sigma")), ("architecture sigma", arch.get("sigma"))):
+        if value is not None and not _finite_number(value, 1e-3, 10.0):
+            raise ValueError(f"{source}: {name} must be a number in (0, 10] Å, got {value!r}")
+    options = arch.get("les_options") or {}
+    if not isinstance(options, dict) or not set(options) <= {"accuracy", "method"}:
+        raise ValueError(f"{source}: les_options may hold 'accuracy' and 'method' only, got {options!r}")
+    if "accuracy" in options and not _finite_number(options["accuracy"], 1e-14, 1e-2):
+        raise ValueError(f"{source}: Ewald accuracy must be a number in [1e-14, 1e-2], got {options['accuracy']!r}")
+    if options.get("method", "auto") not in ("auto", "direct", "mesh"):
+        raise ValueError(f"{source}: les_options method must be auto, direct or mesh, got {options['method']!r}")
+    if data.get("dtype", "float32") not in _DTYPES:
+        raise ValueError(f"{source}: dtype must be float32 or float64, got {data.get('dtype')!r}")
+    refs = data.get("reference_energies", {})
+    if not isinstance(refs, dict) or any(not _finite_number(e, -1e7, 1e7) for e in refs.values()):
+        raise ValueError(f"{source}: reference_energies must map elements to finite energies (eV)")
+    for name, tensor in data["state_dict"].items():
+        if not tensor.is_floating_point() and not name.endswith(("species_index",)):
+            raise ValueError(f"{source}: parameter {name} has dtype {tensor.dtype}; model weights are floating point")
+        if tensor.is_floating_point():
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{source}: parameter {name} contains NaN or infinite values")
+            if tensor.numel() and float(tensor.abs().max()) > MAX_WEIGHT:
+                raise ValueError(f"{source}: parameter {name} holds |values| up to {float(tensor.abs().max()):.3g} "
+                                 f"(> {MAX_WEIGHT:g}): not trained weights")
 
 
 def model_from_dict(data: dict, source: str = "model") -> LESModel:
