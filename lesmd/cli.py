@@ -21,13 +21,19 @@ SUBCOMMANDS = {
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lesmd info`."""
-    parser.add_argument("model", nargs="?", default=None, help="model file (default: the embedded model)")
+    parser.add_argument("model", nargs="?", default=None,
+                        help="model file or shipped model name (default: list the shipped models, then describe "
+                             "the default one)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """`lesmd info`: species, cutoff, σ, metrics and provenance of a model file."""
-    from lesmd.models.io import describe_model
+    from lesmd.models.io import describe_model, list_shipped_models
 
+    if args.model is None:
+        print("shipped models (LESCalculator(NAME), --model NAME):")
+        print(list_shipped_models())
+        print()
     print(describe_model(args.model))
     return 0
 

@@ -63,6 +63,10 @@ class TrainConfig:
     use_les: bool = True
     les_accuracy: float | None = None
     energy_weight: float = 1000.0
+    energy_weight_start: float | None = None
+    energy_ramp: float = 0.5
+    charge_lr_scale: float = 1.0
+    charge_freeze: float = 0.0
     forces_weight: float = 1.0
     stress_weight: float = 1000.0
     dipole_weight: float = 0.0
@@ -81,7 +85,55 @@ class TrainConfig:
     threads: int | None = None
     checkpoint: str | None = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
+
+
+#: settings that define the model (a resumed run must use the checkpoint's)
+ARCHITECTURE_FIELDS = ("cutoff", "n_basis", "n_channels", "l_max", "hidden", "charge_hidden", "sigma", "use_les",
+                       "dtype")
+#: settings that define the data (a resumed run on other data would compare losses across data sets)
+DATA_FIELDS = ("energy_key", "forces_key", "stress_key", "dipole_key", "bec_key", "valid_fraction", "valid_last")
+
+
+def data_fingerprint(frames: list[Frame]) -> str:
+    """sha256 over the atomic numbers, positions and energies of the frames (what a checkpoint was trained on)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in frames:
+        digest.update(np.ascontiguousarray(f.numbers, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(f.positions, dtype=np.float64).tobytes())
+        digest.update(np.float64(f.energy).tobytes())
+    return digest.hexdigest()
+
+
+def check_outputs(config: TrainConfig) -> None:
+    """Before any training: the output and checkpoint can be written, a fresh run does not overwrite existing
+    files unless ``overwrite``, and ``resume`` has a checkpoint to resume from. ValueError naming the fix."""
+    c = config
+    out = Path(c.output)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory: give a file name, e.g. {out / 'model.pt'}")
+    if c.resume:
+        if not c.checkpoint or not Path(c.checkpoint).is_file():
+            raise ValueError(f"--resume: checkpoint {c.checkpoint} not found (start a fresh run without --resume)")
+    elif not c.overwrite:
+        for path, what in ((out, "model"), (Path(c.checkpoint) if c.checkpoint else None, "checkpoint")):
+            if path is not None and path.exists():
+                raise ValueError(f"{what} file {path} exists: pass --overwrite to replace it, --resume to continue "
+                                 "that run, or choose another -o")
+    for path in (out, Path(c.checkpoint) if c.checkpoint else None):
+        if path is None or str(path) == "/dev/null":
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = path.with_name(path.name + ".write-test")
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise ValueError(f"cannot write {path}: {error.strerror or error} (choose a writable -o/--checkpoint)") \
+                from None
 
 
 @dataclass
@@ -220,14 +272,20 @@ class Trainer:
                         "stress": c.stress_weight if c.stress_key else 0.0,
                         "dipole": c.dipole_weight if c.dipole_key else 0.0,
                         "bec": c.bec_weight if c.bec_key else 0.0}  # fmt: skip
-        self.model = self._initial_model(self.train_frames).to(self.dtype)
+        self.fingerprint = data_fingerprint(self.train_frames) + ":" + data_fingerprint(self.valid_frames)
+        checkpoint = self._read_checkpoint() if c.resume else None
+        if checkpoint is not None:
+            self.model = model_from_dict(checkpoint["model"], str(c.checkpoint)).to(self.dtype)
+        else:
+            self.model = self._initial_model(self.train_frames).to(self.dtype)
         self.train = [Prepared(f, self.model, self.dtype) for f in self.train_frames]
         self.valid = [Prepared(f, self.model, self.dtype) for f in self.valid_frames]
-        self._fit_statistics()
+        if checkpoint is None:
+            self._fit_statistics()
         self.ema = copy.deepcopy(self.model)
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.optimizer = self._optimizer()
         self.epoch = 0
         self.best_loss = math.inf
         self.best_state: dict | None = None
@@ -236,8 +294,53 @@ class Trainer:
         self.bad_epochs = 0
         self.elapsed = 0.0
         self._start = time.perf_counter()
-        if c.resume and c.checkpoint and Path(c.checkpoint).is_file():
-            self._load_checkpoint(Path(c.checkpoint))
+        if checkpoint is not None:
+            self._load_checkpoint(checkpoint)
+
+    def _read_checkpoint(self) -> dict:
+        """The checkpoint to resume, checked against this run: same architecture settings and same data."""
+        c = self.config
+        if not c.checkpoint or not Path(c.checkpoint).is_file():
+            raise ValueError(f"--resume: checkpoint {c.checkpoint} not found (start a fresh run without --resume)")
+        path = Path(c.checkpoint)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
+            raise ValueError(f"{path} is not a readable lesmd checkpoint: {str(error).splitlines()[0]}") from None
+        if not isinstance(state, dict) or state.get("format") != "lesmd-checkpoint":
+            raise ValueError(f"{path} is not a lesmd training checkpoint")
+        saved = state.get("config", {})
+        changed = [f"{k}: checkpoint {saved.get(k)!r}, now {getattr(c, k)!r}" for k in ARCHITECTURE_FIELDS + DATA_FIELDS
+                   if k in saved and saved.get(k) != getattr(c, k)]
+        if changed:
+            raise ValueError(f"--resume with other settings than the checkpoint {path} ({'; '.join(changed)}): "
+                             "resume with the same flags, or start a fresh run")
+        if state.get("data_fingerprint") not in (None, self.fingerprint):
+            raise ValueError(f"--resume on other data than the checkpoint {path} was trained on (its best loss "
+                             "would not compare): use the same data file, or start a fresh run")
+        return state
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """Adam; the latent-charge head in its own group, its learning rate scaled by ``charge_lr_scale``."""
+        c = self.config
+        head = [p for name, p in self.model.named_parameters() if name.startswith("charge_head.")]
+        ids = {id(p) for p in head}
+        rest = [p for p in self.model.parameters() if id(p) not in ids]
+        groups = [{"params": rest, "lr_scale": 1.0}]
+        if head:
+            groups.append({"params": head, "lr_scale": float(c.charge_lr_scale), "charge": True})
+        return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
+
+    def _weights_now(self, step_fraction: float = 0.0) -> dict[str, float]:
+        """Loss weights at this point of the run: the energy weight rises geometrically from
+        ``energy_weight_start`` to ``energy_weight`` over the first ``energy_ramp`` of the run (staged weights:
+        forces shape the potential first), then stays."""
+        c = self.config
+        if c.energy_weight_start is None:
+            return self.weights
+        t = min(self._progress(step_fraction) / max(c.energy_ramp, 1e-9), 1.0)
+        start = max(float(c.energy_weight_start), 1e-12)
+        return {**self.weights, "energy": start * (float(c.energy_weight) / start) ** t}
 
     def _initial_model(self, frames: list[Frame]) -> LESModel:
         c = self.config
@@ -283,8 +386,9 @@ class Trainer:
                 "need_dipole": w["dipole"] > 0 and batch.dipole is not None,
                 "need_bec": w["bec"] > 0 and batch.bec is not None}  # fmt: skip
 
-    def _loss(self, terms: dict) -> torch.Tensor:
-        return sum(self.weights[k] * v for k, v in terms.items() if self.weights.get(k, 0.0) > 0)
+    def _loss(self, terms: dict, weights: dict | None = None) -> torch.Tensor:
+        weights = self.weights if weights is None else weights
+        return sum(weights[k] * v for k, v in terms.items() if weights.get(k, 0.0) > 0)
 
     def _progress(self, step_fraction: float = 0.0) -> float:
         """Fraction of the run done: epochs, or elapsed time when a time limit is set (whichever is further)."""
@@ -307,11 +411,13 @@ class Trainer:
         decay = self.config.ema_decay
         n_batches = math.ceil(len(self.train) / self.config.batch_size)
         for batch in self._batches(self.train, True, generator):
+            frozen = self._progress(count / n_batches) < self.config.charge_freeze
             for group in self.optimizer.param_groups:
-                group["lr"] = self._lr(count / n_batches)
+                held = frozen and group.get("charge", False)  # the charge head waits for the short range
+                group["lr"] = 0.0 if held else self._lr(count / n_batches) * group.get("lr_scale", 1.0)
             pred = predict(self.model, batch, create_graph=True, epsilon_inf=self.config.epsilon_inf,
                            **self._needs(batch))  # fmt: skip
-            loss = self._loss(loss_terms(pred, batch))
+            loss = self._loss(loss_terms(pred, batch), self._weights_now(count / n_batches))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
@@ -373,21 +479,18 @@ class Trainer:
             "model": model_to_dict(self.model), "ema": model_to_dict(self.ema),
             "optimizer": self.optimizer.state_dict(), "best_loss": self.best_loss,
             "best": self.best_state, "best_metrics": self.best_metrics, "history": self.history,
-            "bad_epochs": self.bad_epochs, "elapsed": self.elapsed,
+            "bad_epochs": self.bad_epochs, "elapsed": self.elapsed, "data_fingerprint": self.fingerprint,
         }  # fmt: skip
         tmp = Path(c.checkpoint).with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(c.checkpoint)
 
-    def _load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != "lesmd-checkpoint":
-            raise ValueError(f"{path} is not a lesmd training checkpoint")
-        self.model = model_from_dict(state["model"], str(path)).to(self.dtype)
+    def _load_checkpoint(self, state: dict) -> None:
+        path = self.config.checkpoint
         self.ema = model_from_dict(state["ema"], str(path)).to(self.dtype)
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.optimizer = self._optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
         self.best_loss = state["best_loss"]
@@ -513,7 +616,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dtype", choices=["float32", "float64"], default=d.dtype)
     add("--threads", type=int, default=None, help="torch CPU threads")
     add("--checkpoint", default=None, help="checkpoint file written every epoch (default: OUTPUT.ckpt)")
-    add("--resume", action="store_true", help="continue from the checkpoint")
+    add("--resume", action="store_true", help="continue from the checkpoint (same flags and data)")
+    add("--overwrite", action="store_true", help="a fresh run may replace an existing -o model and checkpoint")
     add("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add("--report", default=None, help="write the final metrics as JSON to this file")
 
@@ -531,6 +635,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run_cli(args: argparse.Namespace) -> int:
     """`lesmd train`: train, save, print the validation report."""
     config = config_from_args(args)
+    check_outputs(config)
     trainer = Trainer(config)
     print(f"training on {len(trainer.train)} frames, validating on {len(trainer.valid)}; "
           f"species {trainer.model.species}; reference energies {trainer.model.reference_energy_dict()}")  # fmt: skip

@@ -121,3 +121,47 @@ def test_cli_trains_and_reports(dipeptides, shared_data, tmp_path, capsys):
     assert "validation force RMSE" in text and "meV/Å" in text
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["forces_rmse_mev_per_a"] > 0 and out.is_file()
+
+
+def test_resume_refuses_other_architecture_other_data_and_a_missing_checkpoint(dipeptides, tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    base = dict(output=str(tmp_path / "a.pt"), valid_last=4, checkpoint=str(ckpt), **SMALL)
+    Trainer(TrainConfig(epochs=1, **base), dipeptides[:8]).fit()
+    wider = {**base, "cutoff": 4.5}
+    with pytest.raises(ValueError, match="cutoff: checkpoint 4.0, now 4.5"):
+        Trainer(TrainConfig(epochs=2, resume=True, **wider), dipeptides[:8])
+    with pytest.raises(ValueError, match="other data"):
+        Trainer(TrainConfig(epochs=2, resume=True, **base), dipeptides[8:16])
+    missing = {**base, "checkpoint": str(tmp_path / "none.ckpt")}
+    with pytest.raises(ValueError, match="not found"):
+        Trainer(TrainConfig(epochs=2, resume=True, **missing), dipeptides[:8])
+    resumed = Trainer(TrainConfig(epochs=2, resume=True, **base), dipeptides[:8])
+    assert resumed.epoch == 1 and resumed.model.cutoff == 4.0
+
+
+def _cli_args(data, out, *extra):
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    return parser.parse_args([str(data), "-o", str(out), "--forces-key", "force", "--valid-last", "2", "--epochs",
+                              "1", "--channels", "4", "--l-max", "1", "--hidden", "8", "--no-progress", *extra])
+
+
+def test_cli_never_overwrites_a_model_and_checks_outputs_before_training(shared_data, tmp_path):
+    import ase.io
+
+    data = tmp_path / "small.xyz"
+    ase.io.write(data, ase.io.read(shared_data / "dipeptides_spice_train.xyz", "0:6"))
+    out = tmp_path / "keep.pt"
+    out.write_bytes(b"a better model")
+    with pytest.raises(ValueError, match="exists: pass --overwrite"):
+        run_cli(_cli_args(data, out))
+    assert out.read_bytes() == b"a better model"
+    with pytest.raises(ValueError, match="is a directory"):
+        run_cli(_cli_args(data, tmp_path))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="cannot write"):
+        run_cli(_cli_args(data, blocker / "model.pt"))
+    with pytest.raises(ValueError, match="--resume: checkpoint .* not found"):
+        run_cli(_cli_args(data, tmp_path / "new.pt", "--resume"))
+    assert run_cli(_cli_args(data, out, "--overwrite")) == 0 and out.read_bytes() != b"a better model"

@@ -46,9 +46,48 @@ UNITS = {"energy": "eV", "length": "Å", "charge": "e"}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+#: models shipped inside the package, by name: (file in lesmd/pretrained, one-line description)
+SHIPPED_MODELS: dict[str, tuple[str, str]] = {
+    "water": ("water_les.pt", "liquid water, RPBE-D3, periodic (the default model)"),
+    "dipeptides": ("dipeptides_les.pt", "polar dipeptides (H C N O), ωB97M-D3(BJ) SPICE, open boundaries"),
+}
+
+
 def default_model_path() -> Path:
     """Path of the embedded default water model (``lesmd/pretrained/water_les.pt``)."""
-    return Path(__file__).resolve().parents[1] / "pretrained" / "water_les.pt"
+    return shipped_model_path("water")
+
+
+def shipped_model_path(name: str) -> Path:
+    """Path of the shipped model ``name`` (see :data:`SHIPPED_MODELS`); ValueError naming the known ones."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"unknown shipped model {name!r}; shipped: {', '.join(SHIPPED_MODELS)} (or give a file path)")
+    return Path(__file__).resolve().parents[1] / "pretrained" / SHIPPED_MODELS[name][0]
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A model argument → file path: None is the default model, a shipped model's name (``"water"``,
+    ``"dipeptides"``) its file in the package, anything else a path."""
+    if model is None:
+        return default_model_path()
+    if isinstance(model, str) and model in SHIPPED_MODELS and not Path(model).exists():
+        return shipped_model_path(model)
+    return Path(model)
+
+
+def list_shipped_models() -> str:
+    """One line per shipped model: name, file, description and validation figures from its metadata."""
+    lines = []
+    for name, (file, text) in SHIPPED_MODELS.items():
+        path = shipped_model_path(name)
+        if not path.is_file():
+            lines.append(f"{name:<11} {file:<18} {text} [missing from this installation]")
+            continue
+        validation = read_model_file(path).get("provenance", {}).get("validation", {})
+        figures = ", ".join(f"{label} {validation[key]:.3g}" for key, label in (
+            ("energy_rmse_mev_per_atom", "E meV/atom"), ("forces_rmse_mev_per_a", "F meV/Å")) if key in validation)
+        lines.append(f"{name:<11} {file:<18} {text}" + (f" (held-out: {figures})" if figures else ""))
+    return "\n".join(lines)
 
 
 def build_model(architecture: dict) -> LESModel:
@@ -260,14 +299,14 @@ def load_model(
     """Load a model file safely (``path=None``: the embedded default water model).
 
     Args:
-        path: model file.
+        path: model file, or the name of a shipped model (:data:`SHIPPED_MODELS`: "water", "dipeptides").
         dtype: torch.float32 or torch.float64 (default: the stored one).
         device: torch device.
 
     Returns:
         The :class:`LESModel` in eval mode with ``model.provenance`` holding the training provenance.
     """
-    path = default_model_path() if path is None else Path(path)
+    path = resolve_model_path(path)
     model = model_from_dict(read_model_file(path), str(path))
     if dtype is not None:
         model.to(dtype)
@@ -284,7 +323,7 @@ def describe_model(path: str | Path | None = None) -> str:
     energies, architecture, validation metrics and provenance. Reads the file safely."""
     from ase.data import chemical_symbols
 
-    path = default_model_path() if path is None else Path(path)
+    path = resolve_model_path(path)
     data = read_model_file(path)
     arch = data["architecture"]
     prov = data.get("provenance", {})
