@@ -286,6 +286,11 @@ class IPIConnectionLost(ConnectionError):
     """The socket to i-PI broke without an EXIT message."""
 
 
+#: seconds: longest wait between reconnection attempts, and shortest interval between two log lines about them
+MAX_BACKOFF = 5.0
+LOG_INTERVAL = 5.0
+
+
 class IPIClient:
     """Socket client of an i-PI server: answers STATUS/INIT/POSDATA/GETFORCE until EXIT.
 
@@ -352,21 +357,34 @@ class IPIClient:
         _set_blocking_timeout(sock, self.timeout)
         return sock
 
-    def connect(self) -> socket.socket:
-        """Connect, retrying for ``reconnect`` seconds; raises ``ConnectionError`` with a one-line reason."""
-        deadline = time.monotonic() + self.reconnect
+    def connect(self, deadline: float | None = None) -> socket.socket:
+        """Connect, retrying until ``deadline`` (monotonic clock; default: ``reconnect`` seconds from now) with
+        exponential back-off (0.2 s doubling to :data:`MAX_BACKOFF`); raises ``ConnectionError`` with a one-line
+        reason. At most one log line per :data:`LOG_INTERVAL` seconds."""
+        deadline = time.monotonic() + self.reconnect if deadline is None else deadline
+        delay, last_log = 0.2, -math.inf
         while True:
             try:
                 return self._connect_once()
-            except ConnectionError:
-                if time.monotonic() >= deadline:
+            except ConnectionError as err:
+                now = time.monotonic()
+                if now >= deadline:
                     raise
-                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+                if self.reconnect > 0 and now - last_log >= LOG_INTERVAL:
+                    self._say(f"{err}; retrying for another {deadline - now:.0f} s")
+                    last_log = now
+                time.sleep(min(delay, max(deadline - now, 0.0)))
+                delay = min(2.0 * delay, MAX_BACKOFF)
 
     def run(self) -> int:
-        """Serve until i-PI sends EXIT (returns 0). Raises ``ConnectionError``/``TimeoutError`` otherwise."""
+        """Serve until i-PI sends EXIT (returns 0). Raises ``ConnectionError``/``TimeoutError`` otherwise.
+
+        With ``reconnect`` > 0 a broken connection is retried, but the ``reconnect`` seconds count from the last
+        structure evaluated: a server that accepts and closes at once (no work done) exhausts them, with back-off
+        between attempts, instead of being reconnected forever."""
         sock = self.connect()
         self._say(f"connected to i-PI at {self.address}")
+        outage_start, done, delay, last_log = time.monotonic(), self.evaluations, 0.2, -math.inf
         while True:
             try:
                 self.serve(sock)
@@ -375,9 +393,19 @@ class IPIClient:
             except (IPIConnectionLost, TimeoutError) as err:
                 if self.reconnect <= 0:
                     raise
-                self._say(f"{err}; trying to reconnect for {self.reconnect:g} s")
-                sock = self.connect()
-                self._say(f"reconnected to i-PI at {self.address}")
+                now = time.monotonic()
+                if self.evaluations > done:  # the connection did work: a new outage starts now
+                    outage_start, done, delay = now, self.evaluations, 0.2
+                deadline = outage_start + self.reconnect
+                if now >= deadline:
+                    raise ConnectionError(f"{err}; gave up after {self.reconnect:g} s of reconnecting without "
+                                          "an evaluation") from None
+                if now - last_log >= LOG_INTERVAL:
+                    self._say(f"{err}; reconnecting for up to {deadline - now:.0f} s more")
+                    last_log = now
+                time.sleep(min(delay, max(deadline - now, 0.0)))
+                delay = min(2.0 * delay, MAX_BACKOFF)
+                sock = self.connect(deadline)
 
     def serve(self, sock: socket.socket) -> None:
         """Answer i-PI's messages on ``sock`` until EXIT; always closes the socket."""
@@ -395,6 +423,10 @@ class IPIClient:
                     nat = int(np.frombuffer(head, np.int32, 1, 144)[0])
                     if nat <= 0:
                         raise ConnectionError(f"i-PI sent POSDATA with {nat} atoms (protocol error)")
+                    expected = getattr(self.driver, "numbers", None)
+                    if expected is not None and nat != len(expected):  # before reading (allocating) 24·nat bytes
+                        raise ValueError(f"i-PI sent {nat} atoms but the template has {len(expected)}: use the "
+                                         "--template of this simulation (same atoms, same order)")
                     pos = np.frombuffer(inbox.take(24 * nat), np.float64).reshape(nat, 3).copy()
                     if not math.isfinite(pos.sum() + h.sum()):  # one NaN/inf anywhere makes the sum NaN/inf
                         raise ValueError("i-PI sent NaN/inf positions or cell")

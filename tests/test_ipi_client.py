@@ -113,3 +113,66 @@ def test_forceready_reply_has_the_ipi_layout():
         assert size == len(extras) and reply[100 + 24 * nat:].decode() == extras
     with pytest.raises(ValueError, match="3 forces for 4 atoms"):
         outbox.pack(0.0, np.zeros((3, 3)), virial, "")
+
+
+def _accept_and_close_server(name: str, stop: threading.Event, counter: list[int]) -> socket.socket:
+    path = f"/tmp/ipi_{name}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    server.settimeout(0.05)
+
+    def loop():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            counter[0] += 1
+            conn.close()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return server
+
+
+def test_reconnect_against_a_server_that_closes_at_once_gives_up_with_back_off(tmp_path):
+    """--reconnect counts from the last evaluation: a peer that accepts and closes (no work) is retried a bounded
+    number of times with back-off and few log lines, then the client exits with a one-line reason."""
+    import io
+    import os
+    import time
+
+    from lesmd.ipi import IPIClient
+
+    name = f"lesmd-closer-{os.getpid()}"
+    stop, counter = threading.Event(), [0]
+    server = _accept_and_close_server(name, stop, counter)
+    log = io.StringIO()
+    try:
+        client = IPIClient(IPIDriver(_Dipoles(), [8, 1, 1], extras=()), unix=name, reconnect=3.0, timeout=5.0,
+                           log=log)  # fmt: skip
+        start = time.monotonic()
+        with pytest.raises(ConnectionError, match="gave up after 3 s"):
+            client.run()
+        elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        server.close()
+        os.unlink(f"/tmp/ipi_{name}")
+    assert 2.5 < elapsed < 8.0
+    assert counter[0] <= 12  # 0.2, 0.4, 0.8, 1.6 s … not 150 000 reconnections
+    assert log.getvalue().count("\n") <= 4
+
+
+def test_posdata_with_more_atoms_than_the_template_is_refused_before_reading_them():
+    from lesmd.ipi import IPIClient
+
+    a, b = socket.socketpair()
+    header = np.zeros(18, np.float64).tobytes() + np.array([2_000_000_000], np.int32).tobytes()
+    a.sendall(b"POSDATA     " + header)
+    client = IPIClient(IPIDriver(_Dipoles(), [8, 1, 1], extras=()), unix="unused", log=None)
+    with pytest.raises(ValueError, match="i-PI sent 2000000000 atoms but the template has 3"):
+        client.serve(b)
+    a.close()
