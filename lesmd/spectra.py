@@ -443,6 +443,46 @@ def static_dielectric(
     )
 
 
+def relaxation_response(corr: np.ndarray, timestep_fs: float, pad_factor: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """χ(ω) = C(0) − iω ∫_0^∞ C(t) e^{−iωt} dt = −∫_0^∞ Ċ(t) e^{−iωt} dt for samples C_n = C(nΔt), n < N.
+
+    With ∫_0^∞ C e^{−iωt} dt = A − iB: χ = C(0) − ωB − iωA. A = ∫_0^∞ C cos ωt (ε″) is the trapezoid rule of the
+    even extension, spectrally accurate for smooth C, plus the exact trapezoid error of a cusp, C′(0⁺) Δt²
+    [1/(4 sin²(θ/2)) − 1/θ²] (= Δt²/12 C′(0⁺) for small θ; the sum Σ n cos nθ of the kink t·C′(0⁺) in closed
+    form; C′(0⁺) by a second-order one-sided difference, which vanishes for smooth even C). B = ∫_0^∞ C sin ωt (ε′) is that of the piecewise-linear
+    interpolant of the samples, done exactly: with θ = ωΔt, ∫_0^∞ C e^{−iωt} dt = Δt [C_0 (1 − iθ − e^{−iθ})/θ² +
+    sinc²(θ/2) Σ_{n≥1} C_n e^{−inθ}]. The trapezoid rule for B errs by C(0)(ωΔt)²/12 (the kink of C(|t|) sin ω|t|
+    at t = 0), which for a Debye relaxation (Δε 91, τ 100 fs, 2 fs frames) put ε′ at 3.1 / 6.2 / 19.6 instead of
+    2.04 / 1.84 / 1.80 at 1000 / 2000 / 4000 cm⁻¹.
+
+    Returns (wavenumber (n,) cm⁻¹, χ (n,) complex, units of C) on the grid ν̃_j = j/(n_fft Δt c).
+    """
+    if int(pad_factor) < 1:
+        raise ValueError(f"pad_factor must be ≥ 1, got {pad_factor}")
+    corr = np.asarray(corr, dtype=np.float64)
+    n_fft = scipy.fft.next_fast_len(2 * len(corr) * int(pad_factor), real=True)
+    tail = corr.copy()
+    tail[0] = 0.0
+    sums = scipy.fft.rfft(tail, n=n_fft)  # Σ_{n≥1} C_n e^{−inθ}
+    wavenumber = np.arange(len(sums)) / (n_fft * timestep_fs * SPEED_OF_LIGHT_CM_PER_FS)
+    theta = 2.0 * np.pi * np.arange(len(sums)) / n_fft  # ωΔt
+    small = theta < 1e-4
+    t = np.where(small, 1.0, theta)
+    edge = np.where(small, 0.5 - 1j * theta / 6.0, (1.0 - 1j * t - np.exp(-1j * t)) / (t * t))
+    sinc2 = np.where(small, 1.0 - theta**2 / 12.0, (np.sin(0.5 * t) / (0.5 * t)) ** 2)
+    integral = timestep_fs * (corr[0] * edge + sinc2 * sums)
+    omega = theta / timestep_fs
+    # the cosine part (ε'') by the trapezoid rule of the even extension, exact for band-limited C (the linear
+    # interpolant's sinc² would bias a smooth band by (ωΔt)²/12); the sine part (ε′) from the interpolant
+    even = timestep_fs * (sums.real + 0.5 * corr[0])
+    if len(corr) >= 3:  # end correction for a cusp at t = 0 (Debye); zero when C is smooth and even
+        slope = (-3.0 * corr[0] + 4.0 * corr[1] - corr[2]) / (2.0 * timestep_fs)
+        half = 0.5 * np.where(small, 1.0, theta)
+        kink = np.where(small, 1.0 / 12.0 + theta**2 / 240.0, 1.0 / (4.0 * np.sin(half) ** 2) - 1.0 / (4.0 * half**2))
+        even = even + timestep_fs**2 * slope * kink
+    return wavenumber, corr[0] - 1j * omega * (even - 1j * (-integral.imag))
+
+
 def dielectric_spectrum(
     dipoles: np.ndarray,
     timestep_fs: float,
@@ -472,14 +512,8 @@ def dielectric_spectrum(
     temperature = _check_positive(temperature_K, "temperature_K", "K")
     n_lags = _lag_count(len(m), dt, max_lag_fs, default_fs=math.inf)
     corr = autocorrelation(m - m.mean(axis=0), n_lags) * lag_window(window, n_lags)
-    n_fft = scipy.fft.next_fast_len(2 * n_lags * int(pad_factor), real=True)
-    weights = corr.copy()
-    weights[0] *= 0.5  # trapezoid rule on [0, ∞)
-    half_sided = dt * scipy.fft.rfft(weights, n=n_fft)  # ∫_0^∞ C(t) e^{−iωt} dt
-    wavenumber = np.arange(len(half_sided)) / (n_fft * dt * SPEED_OF_LIGHT_CM_PER_FS)
-    omega = 2.0 * np.pi * SPEED_OF_LIGHT_CM_PER_FS * wavenumber
-    scale = 1.0 / (3.0 * volume * KB * temperature * EPSILON0)
-    response = scale * (corr[0] - 1j * omega * half_sided)
+    wavenumber, response = relaxation_response(corr, dt, pad_factor)
+    response = response / (3.0 * volume * KB * temperature * EPSILON0)
     keep = _crop(wavenumber, max_wavenumber, dt)
     return DielectricSpectrum(
         wavenumber=wavenumber[keep],
