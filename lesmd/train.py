@@ -67,6 +67,7 @@ class TrainConfig:
     energy_ramp: float = 0.5
     charge_lr_scale: float = 1.0
     charge_freeze: float = 0.0
+    near_field: float = 0.0
     forces_weight: float = 1.0
     stress_weight: float = 1000.0
     dipole_weight: float = 0.0
@@ -91,7 +92,7 @@ class TrainConfig:
 
 #: settings that define the model (a resumed run must use the checkpoint's)
 ARCHITECTURE_FIELDS = ("cutoff", "n_basis", "n_channels", "l_max", "hidden", "charge_hidden", "sigma", "use_les",
-                       "dtype")
+                       "dtype", "near_field")
 #: settings that define the data (a resumed run on other data would compare losses across data sets)
 DATA_FIELDS = ("energy_key", "forces_key", "stress_key", "dipole_key", "bec_key", "valid_fraction", "valid_last")
 
@@ -349,7 +350,8 @@ class Trainer:
                                     l_max=c.l_max, hidden=c.hidden)  # fmt: skip
         les_options = {"accuracy": c.les_accuracy} if c.les_accuracy else None
         return LESModel(short_range, sigma=c.sigma, reference_energies=fit_reference_energies(frames, species),
-                        charge_hidden=c.charge_hidden, use_les=c.use_les, les_options=les_options)  # fmt: skip
+                        charge_hidden=c.charge_hidden, use_les=c.use_les, les_options=les_options,
+                        near_field_cutoff=float(c.near_field) if c.near_field else None)  # fmt: skip
 
     @torch.no_grad()
     def _fit_statistics(self) -> None:
@@ -597,9 +599,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--hidden", type=_int_list, default=d.hidden, help="readout MLP widths, e.g. 64,64")
     add("--charge-hidden", type=_int_list, default=d.charge_hidden, help="charge head MLP widths")
     add("--sigma", type=float, default=d.sigma, help="LES Gaussian width σ, Å")
+    add("--near-field", type=float, default=d.near_field,
+        help="r_n, Å: the short range takes over the latent charges' Coulomb energy within r_n (lesmd.les.near_field; "
+             "0 = off)")
     add("--no-les", dest="use_les", action="store_false", help="short-range model only (no latent charges)")
     add("--les-accuracy", type=float, default=None, help="Ewald accuracy during training (not stored)")
-    add("--energy-weight", type=float, default=d.energy_weight)
+    add("--energy-weight", type=float, default=d.energy_weight, help="final energy weight (default: %(default)s)")
+    add("--energy-weight-start", type=float, default=None,
+        help="staged loss: the energy weight rises geometrically from this to --energy-weight over the first "
+             "--energy-ramp of the run (forces shape the potential first)")
+    add("--energy-ramp", type=float, default=d.energy_ramp, help="fraction of the run of the energy ramp")
+    add("--charge-lr-scale", type=float, default=d.charge_lr_scale, help="learning-rate factor of the charge head")
+    add("--charge-freeze", type=float, default=d.charge_freeze,
+        help="fraction of the run during which the charge head is held (0 = never)")
     add("--forces-weight", type=float, default=d.forces_weight)
     add("--stress-weight", type=float, default=d.stress_weight)
     add("--dipole-weight", type=float, default=d.dipole_weight, help="0 = off (default)")
