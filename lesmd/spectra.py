@@ -450,7 +450,8 @@ def relaxation_response(corr: np.ndarray, timestep_fs: float, pad_factor: int = 
     even extension, spectrally accurate for smooth C, plus the exact trapezoid error of a cusp, C′(0⁺) Δt²
     [1/(4 sin²(θ/2)) − 1/θ²] (= Δt²/12 C′(0⁺) for small θ; the sum Σ n cos nθ of the kink t·C′(0⁺) in closed
     form; C′(0⁺) by a second-order one-sided difference, which vanishes for smooth even C).
-    B = ∫_0^∞ C sin ωt (ε′) is that of the piecewise-linear interpolant of the samples, done exactly: with θ = ωΔt, ∫_0^∞ C e^{−iωt} dt = Δt [C_0 (1 − iθ − e^{−iθ})/θ² +
+    B = ∫_0^∞ C sin ωt (ε′) is that of the piecewise-linear interpolant of the samples, done exactly: with
+    θ = ωΔt, ∫_0^∞ C e^{−iωt} dt = Δt [C_0 (1 − iθ − e^{−iθ})/θ² +
     sinc²(θ/2) Σ_{n≥1} C_n e^{−inθ}]. The trapezoid rule for B errs by C(0)(ωΔt)²/12 (the kink of C(|t|) sin ω|t|
     at t = 0), which for a Debye relaxation (Δε 91, τ 100 fs, 2 fs frames) put ε′ at 3.1 / 6.2 / 19.6 instead of
     2.04 / 1.84 / 1.80 at 1000 / 2000 / 4000 cm⁻¹.

@@ -383,6 +383,8 @@ class ElectrodePotential:
         p = apply_total_charge(raw[index], self.total_charge / self.scale)
         energy_lr = les_energy(p, pos_all.to(dtype)[index], cell, pbc, float(self.model.sigma),
                                **dict(getattr(self.model, "les_options", {})))
+        if getattr(self.model, "near_field_cutoff", None) is not None:  # part of the model's short range
+            energy_lr = energy_lr - self.model.near_field_energy(p, pos_all.to(dtype)[index], cell, pbc)
         return energy + energy_lr.to(torch.float64), p.to(torch.float64)
 
     def _model(self, numbers: np.ndarray, pos_ly: torch.Tensor, box: torch.Tensor, pbc: torch.Tensor):

@@ -99,6 +99,7 @@ def build_model(architecture: dict) -> LESModel:
         use_les=architecture["use_les"], charge_descriptor=architecture.get("charge_descriptor"),
         les_options=architecture.get("les_options"), core_repulsion=architecture.get("core_repulsion"),
         charge_bound=architecture.get("charge_bound"), data_walls=architecture.get("data_walls"),
+        near_field_cutoff=architecture.get("near_field_cutoff"),
     )  # fmt: skip
 
 

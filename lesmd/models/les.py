@@ -125,6 +125,10 @@ class LESModel(AtomisticModel):
             unchanged on its data.
         data_walls: {"cutoffs": {"Z1-Z2": r_c Å}, "strength": eV, "length": Å}: soft pair walls below the
             shortest distances of the training data (:class:`lesmd.models.repulsion.DataWall`); None for none.
+        near_field_cutoff: r_n (Å, ≤ the short-range cutoff): the short-range energy is the network's minus the
+            switched near-field Coulomb energy of the latent charges within r_n
+            (:mod:`lesmd.les.near_field`), so that charges and network do not compete in training; None: off
+            (models trained before this option).
     """
 
     def __init__(
@@ -132,7 +136,7 @@ class LESModel(AtomisticModel):
         reference_energies: dict[int, float] | None = None, charge_hidden: tuple[int, ...] | list[int] = (16,),
         use_les: bool = True, charge_descriptor: dict | None = None, les_options: dict | None = None,
         core_repulsion: dict[str, float] | None = None, charge_bound: dict | None = None,
-        data_walls: dict | None = None,
+        data_walls: dict | None = None, near_field_cutoff: float | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.short_range = short_range
@@ -169,6 +173,10 @@ class LESModel(AtomisticModel):
         parsed = _parse_charge_bound(self.charge_bound, self.species)
         self.register_buffer("charge_range", parsed[0] if parsed else torch.zeros(0, 2), persistent=False)
         self.charge_width = parsed[1] if parsed else 0.0
+        self.near_field_cutoff = None if near_field_cutoff is None else float(near_field_cutoff)
+        if self.near_field_cutoff is not None and not 0.0 < self.near_field_cutoff <= float(short_range.cutoff):
+            raise ValueError(f"near_field_cutoff must be in (0, {short_range.cutoff}] Å (the short-range cutoff), "
+                             f"got {near_field_cutoff}")
         cutoffs = [float(short_range.cutoff)]
         if self.charge_features is not None:
             cutoffs.append(self.charge_features.cutoff)
@@ -211,8 +219,27 @@ class LESModel(AtomisticModel):
                     "charges": vectors.new_zeros(species.shape[0])}  # fmt: skip
         raw, inside = self._bounded_charges(self._charge_features(sr, species, vectors, edges.i, edges.j), species)
         charges = _apply_total_charge(raw, float(total_charge), checked=inside)
+        if self.near_field_cutoff is not None:
+            energy_sr = energy_sr - self._near_field(charges, vectors, edges.i, edges.j).sum()
         energy_lr = _les_energy(charges, positions, cell, pbc, self.sigma, **self.les_options).to(energy_sr.dtype)
         return {"energy": energy_sr + energy_lr, "energy_sr": energy_sr, "energy_lr": energy_lr, "charges": charges}
+
+    def _near_field(self, charges, vectors, i, j) -> torch.Tensor:
+        from lesmd.les.near_field import near_field_energies
+
+        return near_field_energies(charges, vectors, i, j, self.sigma, self.near_field_cutoff)
+
+    def near_field_energy(
+        self, charges: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+    ) -> torch.Tensor:
+        """E_near (eV, scalar) of ``charges`` (N,) e at ``positions`` (N, 3) Å: the term this model's short-range
+        energy subtracts (:mod:`lesmd.les.near_field`); zero when ``near_field_cutoff`` is None. For drivers that
+        assemble the long-range part themselves (electrodes: the electrolyte charges only)."""
+        if self.near_field_cutoff is None:
+            return charges.new_zeros(())
+        pbc = torch.as_tensor(pbc, dtype=torch.bool)
+        edges = neighbor_list(positions, cell, pbc, self.near_field_cutoff)
+        return self._near_field(charges, edge_vectors(positions, cell, edges), edges.i, edges.j).sum()
 
     def _graph_edges(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor):
         """Edges of the graph: the Verlet candidates (within cutoff + skin, reused across MD steps), cut to the
@@ -266,9 +293,13 @@ class LESModel(AtomisticModel):
             charges.append(q)
             start += n
         energy_lr_t = torch.stack(energy_lr).to(energy_sr.dtype)
+        charges_t = torch.cat(charges)
+        if self.near_field_cutoff is not None:
+            near = self._near_field(charges_t, vectors, i, j)
+            energy_sr = energy_sr - vectors.new_zeros(n_frames).index_add(0, frame, near)
         return {
             "energy": energy_sr + energy_lr_t, "energy_sr": energy_sr, "energy_lr": energy_lr_t,
-            "charges": torch.cat(charges),
+            "charges": charges_t,
         }  # fmt: skip
 
     def raw_charges_graph(
@@ -433,4 +464,5 @@ class LESModel(AtomisticModel):
             "core_repulsion": dict(self.core_repulsion.cutoffs) if self.core_repulsion is not None else None,
             "charge_bound": self.charge_bound,
             "data_walls": self.data_walls.config() if self.data_walls is not None else None,
+            "near_field_cutoff": self.near_field_cutoff,
         }  # fmt: skip
