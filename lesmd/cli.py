@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lesmd: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError) as err:
+    except (ValueError, OSError, TimeoutError) as err:  # OSError: missing files, sockets, a full disk
         print(f"lesmd {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -10,6 +10,8 @@ appends a frame (positions, velocities, energy, forces, charges, dipole) to the 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,6 +92,37 @@ def make_dynamics(atoms, ensemble: str, timestep_fs: float, temperature: float, 
                         taut=100 * units.fs, taup=1000 * units.fs, compressibility_au=4.57e-5 / units.bar)
 
 
+def check_writable(path: Path) -> None:
+    """ValueError naming the problem when ``path`` cannot be written (a directory, a missing or non-directory
+    parent, no permission), before any MD step runs."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory: give a file name, e.g. {path / 'md.traj'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        what = "is a file, not a directory" if parent.exists() else "does not exist"
+        raise ValueError(f"--out {path}: the folder {parent} {what}")
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {path} cannot be written: {error.strerror or error}") from None
+
+
+def append_whole(path: Path, text: str) -> None:
+    """Append one frame's text with a single write on an O_APPEND descriptor, so that a killed run leaves whole
+    frames only (ASE's extxyz writer issues one write per line); a full disk is a one-line OSError."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # a short write (rare: signals, quotas) continues where it stopped
+            written += os.write(fd, data[written:])
+    except OSError as error:
+        raise OSError(f"writing a frame to {path} failed: {error.strerror or error} (disk full?)") from None
+    finally:
+        os.close(fd)
+
+
 class StepLogger:
     """Prints one line per logged step and appends the frame to the trajectory."""
 
@@ -100,6 +133,7 @@ class StepLogger:
         suffix = self.out.suffix.lower()
         if suffix not in (".traj", ".xyz", ".extxyz"):
             raise ValueError(f"--out must end in .traj, .xyz or .extxyz, got {self.out.name}")
+        check_writable(self.out)
         if suffix == ".traj":
             from ase.io.trajectory import Trajectory
 
@@ -134,7 +168,9 @@ class StepLogger:
                 bec = a.calc.get_property("born_effective_charges", a)
                 frame.arrays["born_effective_charges"] = bec.reshape(len(a), 9)
             frame.info.update(time_fs=t_fs, temperature_K=temperature)
-            write(self.out, frame, format="extxyz", append=True)
+            text = io.StringIO()
+            write(text, frame, format="extxyz")
+            append_whole(self.out, text.getvalue())
 
     def close(self) -> None:
         if self.traj is not None:
@@ -200,6 +236,10 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".traj", ".xyz", ".extxyz"):
+        raise ValueError(f"--out must end in .traj, .xyz or .extxyz, got {out.name}")
+    check_writable(out)  # before the relaxation and the first step, not after
     atoms = load_structure(args.structure, args.molecules, args.seed)
     dtype = {None: None, "float32": torch.float32, "float64": torch.float64}[args.dtype]
     calc = LESCalculator(args.model, dtype=dtype, charge=args.charge, epsilon_inf=args.epsilon_inf,

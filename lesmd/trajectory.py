@@ -26,6 +26,7 @@ import ast
 import itertools
 import json
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +319,27 @@ def iter_ase(path: str | Path, chunk: int = 256, index: str = ":") -> Iterator[F
     if Path(path).suffix == ".traj" and index == ":":
         yield from _chunked(_ase_traj_frames(path), chunk)
     else:
-        yield from _chunked((_atoms_frame(a) for a in ase.io.iread(str(path), index=index)), chunk)
+        yield from _chunked((_atoms_frame(a) for a in _whole_frames(ase.io.iread(str(path), index=index), path)),
+                            chunk)  # fmt: skip
+
+
+def _whole_frames(frames: Iterator, path) -> Iterator:
+    """The frames of ``frames`` up to a truncated or unreadable one (the last frame of a killed run): a warning
+    names where reading stopped; ValueError when not even the first frame reads."""
+    count = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as error:  # noqa: BLE001 - ASE's readers raise many types for a cut-off frame
+            if count == 0:
+                raise ValueError(f"{path}: cannot read the first frame ({type(error).__name__}: {error})") from None
+            warnings.warn(f"{path}: stopped after {count} frames, frame {count + 1} is truncated or unreadable "
+                          f"(an interrupted run?): {type(error).__name__}", stacklevel=2)
+            return
+        count += 1
+        yield frame
 
 
 # ----------------------------------------------------------------------------------------------- i-PI
