@@ -96,6 +96,8 @@ class LESPotential:
     ) -> None:
         if epsilon_inf <= 0:
             raise ValueError(f"epsilon_inf must be positive, got {epsilon_inf}")
+        if dtype is not None and dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         tune_allocator()
         self.model = _load(model, dtype, device)
         self.model.eval()
@@ -135,7 +137,13 @@ class LESPotential:
         total_charge: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Energy and requested properties as float64 numpy arrays (eV, Å, e; see :func:`lesmd.evaluate.evaluate`)."""
-        numbers_t = torch.as_tensor(np.asarray(numbers), dtype=torch.long, device=self.device)
+        numbers = np.asarray(numbers)
+        if numbers.ndim != 1 or numbers.size == 0:
+            raise ValueError(f"the structure has no atoms (atomic numbers of shape {numbers.shape}): nothing to do")
+        if not np.issubdtype(numbers.dtype, np.integer):
+            if not (np.issubdtype(numbers.dtype, np.floating) and np.all(numbers == np.round(numbers))):
+                raise ValueError(f"atomic numbers must be integers, got {numbers[:5].tolist()}")
+        numbers_t = torch.as_tensor(numbers.astype(np.int64), dtype=torch.long, device=self.device)
         positions = np.asarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64)
         pbc = np.asarray(pbc, dtype=bool).reshape(-1)

@@ -40,7 +40,8 @@ class AtomisticModel(torch.nn.Module):
             if int(z) not in known:
                 from ase.data import chemical_symbols  # only for the message
 
+                name = chemical_symbols[int(z)] if 0 < int(z) < len(chemical_symbols) else "(no such element)"
                 raise ValueError(
-                    f"unknown element {chemical_symbols[int(z)]} (Z={int(z)}): model knows "
+                    f"unknown element {name} (Z={int(z)}): model knows "
                     + ", ".join(chemical_symbols[s] for s in sorted(known))
                 )
