@@ -24,7 +24,7 @@ except ImportError:  # running from a source checkout: drivers/ sits next to les
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lesmd.electrode import potential_from_config
-from lesmd.ipi import IPIDriver, read_numbers
+from lesmd.ipi import IPIDriver, read_template
 from lesmd.potential import LESPotential
 
 __DRIVER_NAME__ = "lesmd_electrode"
@@ -48,7 +48,8 @@ class ElectrodeDriver(Dummy_driver):
         # no model given: the embedded default, loaded lazily (vacuum electrodes need no model file)
         base = None if self.model is None and dtype is None else LESPotential(self.model, dtype=dtype)
         self.potential = potential_from_config(self.config, base, total_charge=self.charge)
-        self.driver = IPIDriver(self.potential, read_numbers(self.template), pbc=True, extras=("charges",))
+        numbers, positions = read_template(self.template)
+        self.driver = IPIDriver(self.potential, numbers, pbc=True, extras=("charges",), template_positions=positions)
         self.driver.properties = ("energy", "forces", "charges", "dipole")  # no stress for electrode cells
 
     def compute_structure(self, cell, pos):

@@ -22,7 +22,7 @@ try:
 except ImportError:  # running from a source checkout: drivers/ sits next to lesmd/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lesmd.ipi import IPIDriver, build_potential, read_numbers
+from lesmd.ipi import IPIDriver, build_potential, read_template
 
 __DRIVER_NAME__ = "lesmd"
 __DRIVER_CLASS__ = "LESDriver"
@@ -48,7 +48,8 @@ class LESDriver(Dummy_driver):
         o = self.options
         potential = build_potential(o["model"], charge=o["charge"], epsilon_inf=o["epsilon_inf"],
                                     efield=o["efield"], electrode=o["electrode"], dtype=o["dtype"])
-        self.driver = IPIDriver(potential, read_numbers(self.template), pbc=o["pbc"], extras=o["extras"])
+        numbers, positions = read_template(self.template)
+        self.driver = IPIDriver(potential, numbers, pbc=o["pbc"], extras=o["extras"], template_positions=positions)
 
     def compute_structure(self, cell, pos):
         """Energy (Ha), forces (Ha/Bohr), virial (Ha) and extras JSON for one structure in atomic units."""

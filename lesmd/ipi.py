@@ -91,9 +91,11 @@ class IPIDriver:
 
     def __init__(self, potential, numbers: Sequence[int], *, pbc: bool = True,
                  extras: Sequence[str] = DEFAULT_EXTRAS, extra_results: Sequence[str] = (),
-                 stress: bool | None = None) -> None:
+                 stress: bool | None = None, template_positions: np.ndarray | None = None) -> None:
         self.potential = potential
         self.numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
+        self.template_positions = None if template_positions is None else \
+            np.asarray(template_positions, dtype=np.float64).reshape(-1, 3)
         self.pbc = np.array([bool(pbc)] * 3)
         self.extras = parse_extras(extras)
         self.extra_results = tuple(extra_results)
@@ -118,6 +120,8 @@ class IPIDriver:
         if len(pos) != len(self.numbers):
             raise ValueError(f"i-PI sent {len(pos)} atoms but the template structure has {len(self.numbers)}")
         cell_ase = np.asarray(cell, dtype=np.float64).reshape(3, 3).T * BOHR if self.pbc[0] else self._zero_cell
+        if self.calls == 0 and self.template_positions is not None:
+            check_atom_order(self.numbers, self.template_positions, pos * BOHR, cell_ase, self.pbc)
         out = self.potential.compute(self.numbers, pos * BOHR, cell_ase, self.pbc, self.properties)
         self.calls += 1
         energy = float(out["energy"]) / HARTREE
@@ -401,11 +405,13 @@ class IPIClient:
                     raise ConnectionError(f"{err}; gave up after {self.reconnect:g} s of reconnecting without "
                                           "an evaluation") from None
                 if now - last_log >= LOG_INTERVAL:
-                    self._say(f"{err}; reconnecting for up to {deadline - now:.0f} s more")
+                    self._say(f"{err}; trying to reconnect for up to {deadline - now:.0f} s more")
                     last_log = now
                 time.sleep(min(delay, max(deadline - now, 0.0)))
                 delay = min(2.0 * delay, MAX_BACKOFF)
                 sock = self.connect(deadline)
+                if now - last_log < 1e-9:  # the attempt that was just logged: say how it ended
+                    self._say(f"reconnected to i-PI at {self.address}")
 
     def serve(self, sock: socket.socket) -> None:
         """Answer i-PI's messages on ``sock`` until EXIT; always closes the socket."""
@@ -475,8 +481,50 @@ def _check_init_string(text: str) -> None:
                              "evaluates one structure per message: remove batch_size from <ffsocket>")
 
 
-def read_numbers(template: str | Path) -> np.ndarray:
-    """Atomic numbers (i-PI's atom order) from any ASE-readable structure file, e.g. i-PI's init.xyz."""
+def check_atom_order(numbers: np.ndarray, template: np.ndarray, received: np.ndarray, cell: np.ndarray,
+                     pbc: np.ndarray, match: float = 0.5) -> None:
+    """ValueError when i-PI's first structure is the template's structure with its atoms in another order.
+
+    Each received atom is matched to the nearest template atom (minimum image in periodic cells). When the two
+    clearly hold the same structure (≥ 90 % of atoms within ``match`` Å of a template atom) but ≥ 5 % of the
+    matched atoms carry another element than the template assigns to their index, the template's order is wrong:
+    the run would put O masses and charges on H positions and heat up without a warning. A template taken from
+    another frame (positions far apart) is not judged.
+    """
+    from scipy.spatial import cKDTree
+
+    periodic = bool(np.all(pbc))
+    if periodic:
+        from lesmd.evaluate import wrap_into_cell
+
+        _, reduced, _ = wrap_into_cell(received, cell, pbc)
+        inverse = np.linalg.inv(reduced)
+        frac_t = (template @ inverse) % 1.0
+        frac_r = (received @ inverse) % 1.0
+        tree = cKDTree(frac_t, boxsize=1.0 + 1e-12)
+        _, nearest = tree.query(frac_r % 1.0)
+        d = frac_r - frac_t[nearest]
+        d -= np.round(d)
+        distance = np.linalg.norm(d @ reduced, axis=1)
+    else:
+        distance, nearest = cKDTree(template).query(received)
+    close = distance < match
+    if close.mean() < 0.9:
+        return
+    wrong = close & (numbers[nearest] != numbers)
+    if wrong.mean() >= 0.05:
+        from ase.data import chemical_symbols
+
+        k = int(np.flatnonzero(wrong)[0])
+        raise ValueError(
+            f"i-PI's atoms are in another order than the template: {int(wrong.sum())} of {len(numbers)} atoms sit "
+            f"where the template has another element (atom {k}: template {chemical_symbols[numbers[k]]}, position of "
+            f"a {chemical_symbols[numbers[nearest[k]]]}); use the file i-PI initialises from as --template"
+        )
+
+
+def read_template(template: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Atomic numbers and positions (Å) in i-PI's atom order from any ASE-readable structure file (init.xyz)."""
     from ase.io import read
 
     path = Path(template)
@@ -486,7 +534,14 @@ def read_numbers(template: str | Path) -> np.ndarray:
         atoms = read(path)
     except Exception as err:  # ASE raises many types for unreadable files
         raise ValueError(f"cannot read template structure {path}: {err}") from None
-    return atoms.numbers.copy()
+    if len(atoms) == 0:
+        raise ValueError(f"template structure {path} has no atoms")
+    return atoms.numbers.copy(), atoms.positions.copy()
+
+
+def read_numbers(template: str | Path) -> np.ndarray:
+    """Atomic numbers (i-PI's atom order) from any ASE-readable structure file, e.g. i-PI's init.xyz."""
+    return read_template(template)[0]
 
 
 def build_potential(model=None, *, charge: float = 0.0, epsilon_inf: float = 1.0, efield=None,
@@ -546,16 +601,19 @@ def run_cli(args: argparse.Namespace, potential=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    numbers = read_numbers(args.template)
+    numbers, template_positions = read_template(args.template)
     if potential is None:
         potential = build_potential(args.model, charge=args.charge, epsilon_inf=args.epsilon_inf,
                                     efield=args.efield, electrode=args.electrode, dtype=args.dtype,
                                     device=args.device)
-    if args.electrode:  # electrode cells: no virial; per-electrode totals and potentials in the extras
-        driver = IPIDriver(potential, numbers, pbc=not args.open_boundaries, extras=args.extras, stress=False,
-                           extra_results=ELECTRODE_EXTRAS)
-    else:
-        driver = IPIDriver(potential, numbers, pbc=not args.open_boundaries, extras=args.extras)
+    check_species = getattr(getattr(potential, "model", None), "check_species", None)
+    if check_species is not None:  # the template's elements are checked before connecting
+        import torch
+
+        check_species(torch.as_tensor(numbers))
+    options = {"stress": False, "extra_results": ELECTRODE_EXTRAS} if args.electrode else {}
+    driver = IPIDriver(potential, numbers, pbc=not args.open_boundaries, extras=args.extras,
+                       template_positions=template_positions, **options)
     client = IPIClient(driver, unix=args.unix, host=args.host, port=args.port, timeout=args.timeout,
                        reconnect=args.reconnect)
     return client.run()

@@ -176,3 +176,22 @@ def test_posdata_with_more_atoms_than_the_template_is_refused_before_reading_the
     with pytest.raises(ValueError, match="i-PI sent 2000000000 atoms but the template has 3"):
         client.serve(b)
     a.close()
+
+
+def test_atoms_in_another_order_than_the_template_are_refused_on_the_first_step(shared_data):
+    """i-PI's first structure is the template's, with O and H indices exchanged: a clear error, not 9×10⁴ K."""
+    import ase.io
+
+    from lesmd.units import BOHR
+
+    atoms = ase.io.read(shared_data / "water_rpbe_d3_bec_100.xyz", 0)
+    numbers, positions = atoms.numbers, atoms.positions
+    h = atoms.cell.array.T / BOHR
+    order = np.arange(len(numbers))[::-1]  # i-PI's file in reverse order (O block first), the template not
+    driver = IPIDriver(_Dipoles(), numbers, extras=(), template_positions=positions)
+    with pytest.raises(ValueError, match="another order than the template"):
+        driver.compute_structure(h, positions[order] / BOHR)
+    # the right order passes, and so does a template from another frame (positions not comparable)
+    IPIDriver(_Dipoles(), numbers, extras=(), template_positions=positions).compute_structure(h, positions / BOHR)
+    other = ase.io.read(shared_data / "water_rpbe_d3_bec_100.xyz", 50).positions
+    IPIDriver(_Dipoles(), numbers, extras=(), template_positions=other).compute_structure(h, positions / BOHR)
