@@ -223,7 +223,7 @@ def predict(model: LESModel, batch: Batch, *, need_forces: bool, need_stress: bo
     vectors = pos[batch.j] - pos[batch.i] + offsets
     out = model.forward_graph(batch.species, vectors, batch.i, batch.j, pos, cells, batch.pbcs, batch.counts,
                               batch.charges)  # fmt: skip
-    result = {"energy": out["energy"]}
+    result = {"energy": out["energy"], "charges": out["charges"]}
     inputs = ([positions] if need_forces else []) + ([strain] if need_stress else [])
     if inputs:
         grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph, retain_graph=True)
@@ -444,6 +444,9 @@ class Trainer:
             needs["need_forces"] = batch.forces is not None
             pred = predict(model, batch, create_graph=False, epsilon_inf=self.config.epsilon_inf, **needs)
             terms = loss_terms({k: v.detach() for k, v in pred.items()}, batch)
+            charges = pred["charges"].detach()
+            sums["q2"] = sums.get("q2", 0.0) + float((charges * charges).sum())
+            counts["q2"] = counts.get("q2", 0) + int(charges.numel())
             n = batch.counts.shape[0]
             loss += float(self._loss(terms)) * n
             for k, v in terms.items():
@@ -451,7 +454,8 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v) * weight
                 counts[k] = counts.get(k, 0) + weight
         n_frames = max(len(items), 1)
-        metrics = {"loss": loss / n_frames}
+        q_rms = math.sqrt(sums.pop("q2", 0.0) / max(counts.pop("q2", 1), 1))
+        metrics = {"loss": loss / n_frames, "charge_rms_e": q_rms}
         units = {"energy": ("energy_rmse_mev_per_atom", 1e3), "forces": ("forces_rmse_mev_per_a", 1e3),
                  "stress": ("stress_rmse_mev_per_a3", 1e3), "dipole": ("dipole_rmse_e_a", 1.0),
                  "bec": ("bec_rmse_e", 1.0)}  # fmt: skip
@@ -559,6 +563,8 @@ def _postfix(train_loss: float, metrics: dict) -> dict:
         out["E"] = f"{metrics['energy_rmse_mev_per_atom']:.2f}meV/at"
     if "forces_rmse_mev_per_a" in metrics:
         out["F"] = f"{metrics['forces_rmse_mev_per_a']:.1f}meV/Å"
+    if "charge_rms_e" in metrics:  # latent charges near 0 mean the long-range channel collapsed
+        out["q"] = f"{metrics['charge_rms_e']:.3f}e"
     return out
 
 
@@ -665,6 +671,8 @@ def format_report(metrics: dict, seconds: float, output: str) -> str:
         lines.append(f"validation energy RMSE: {metrics['energy_rmse_mev_per_atom']:.3f} meV/atom")
     if "forces_rmse_mev_per_a" in metrics:
         lines.append(f"validation force RMSE: {metrics['forces_rmse_mev_per_a']:.2f} meV/Å")
+    if "charge_rms_e" in metrics:
+        lines.append(f"validation rms latent charge: {metrics['charge_rms_e']:.4f} e")
     for key in ("stress_rmse_mev_per_a3", "dipole_rmse_e_a", "bec_rmse_e"):
         if key in metrics:
             lines.append(f"validation {key}: {metrics[key]:.4g}")
