@@ -84,24 +84,25 @@ def mesh_shape(cell: torch.Tensor, spacing: float, order: int) -> tuple[int, int
 @lru_cache(maxsize=64)
 def _mesh_shape(cell: bytes, spacing: float, order: int) -> tuple[int, int, int]:
     lengths = np.linalg.norm(np.frombuffer(cell, dtype=np.float64).reshape(3, 3), axis=1)  # |a_d|
-    shape = tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in lengths)
-    check_mesh_cost(shape)
-    return shape
+    return tuple(fft_size(max(math.ceil(float(d) / spacing), 2 * order)) for d in lengths)
 
 
-#: largest mesh (points) a periodic sum may allocate; beyond, :func:`check_mesh_cost` refuses with the cost
-MAX_MESH_POINTS = 1 << 26
+#: a mesh above this many points is refused when it also exceeds MAX_POINTS_PER_CHARGE per charge (mostly vacuum);
+#: a dense system at water density needs ~30-110 points per charge, so large real systems pass
+MAX_MESH_POINTS = 1 << 24
+MAX_POINTS_PER_CHARGE = 2000
 
 
-def check_mesh_cost(shape: tuple[int, int, int]) -> None:
-    """ValueError naming the mesh size and memory when a cell needs more than :data:`MAX_MESH_POINTS` points."""
+def check_mesh_cost(shape: tuple[int, int, int], n_charges: int) -> None:
+    """ValueError naming the mesh size and memory when a cell needs more than :data:`MAX_MESH_POINTS` points and
+    more than :data:`MAX_POINTS_PER_CHARGE` per charge: a box that is mostly vacuum (seconds and GB per call)."""
     points = math.prod(shape)
-    if points > MAX_MESH_POINTS:
+    if points > MAX_MESH_POINTS and points > MAX_POINTS_PER_CHARGE * max(n_charges, 1):
         gib = points * 8 * 4 / 2**30  # a few float64 meshes (charges, transform, gradients)
         raise ValueError(
             f"the periodic cell needs a {shape[0]}x{shape[1]}x{shape[2]} Ewald mesh ({points:.3g} points, ~{gib:.0f} "
-            f"GiB): the cell is too large for a periodic LES sum (mostly vacuum?); use open boundaries "
-            f"(pbc=False) for an isolated system, or a smaller cell"
+            f"GiB) for {n_charges} charges: too large a cell for a periodic LES sum (mostly vacuum?); use open "
+            "boundaries (pbc=False) for an isolated system, or a smaller cell"
         )
 
 
@@ -638,6 +639,7 @@ def mesh_energy(
         split2 a² Å², window k_on/k_cut Å⁻¹, mesh ``spacing`` Å, B-spline ``order``.
     """
     shape = mesh_shape(cell, spacing, order)
+    check_mesh_cost(shape, positions.shape[0])
     groups = tuple(float(w) for w in torch.unique(widths2.detach()).tolist())
     setup = _mesh_setup(cell, shape, order, (split2, k_on, k_cut), groups)
     if len(groups) == 1:

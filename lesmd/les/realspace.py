@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 import vesin
 
 from lesmd.les.potentials import gaussian_coulomb, real_space_kernel
@@ -32,15 +33,32 @@ def open_energy(charges: torch.Tensor, positions: torch.Tensor, widths2: torch.T
     block = max(1, _CHUNK_PAIRS // max(n_atoms, 1))
     energy = positions.new_zeros(())
     columns = torch.arange(n_atoms, device=positions.device)
+    # with a graph, each block is recomputed in the backward pass instead of stored (memory O(block·N), not O(N²))
+    recompute = torch.is_grad_enabled() and n_atoms > CHECKPOINT_MIN_ATOMS and (
+        charges.requires_grad or positions.requires_grad)
     for start in range(0, n_atoms, block):
         rows = columns[start : start + block]
-        upper = columns[None, :] > rows[:, None]  # each pair once (j > i)
-        diff = positions[None, :, :] - positions[rows, None, :]
-        r = torch.linalg.norm(torch.where(upper[..., None], diff, torch.ones_like(diff)), dim=-1)
-        kernel = gaussian_coulomb(r, widths2[rows, None] + widths2[None, :])
-        pair = charges[rows, None] * charges[None, :] * kernel
-        energy = energy + torch.where(upper, pair, torch.zeros_like(pair)).sum()
+        if recompute:
+            part = torch.utils.checkpoint.checkpoint(_open_block, charges, positions, widths2, rows, columns,
+                                                     use_reentrant=False)  # fmt: skip
+        else:
+            part = _open_block(charges, positions, widths2, rows, columns)
+        energy = energy + part
     return COULOMB * energy
+
+
+#: open-boundary pair sums above this many charges recompute their blocks in the backward pass (torch checkpoint)
+CHECKPOINT_MIN_ATOMS = 2048
+
+
+def _open_block(charges, positions, widths2, rows, columns) -> torch.Tensor:
+    """Σ_{i in rows, j > i} q_i q_j erf(r_ij/√2w_ij)/r_ij for one block of rows (without k_e)."""
+    upper = columns[None, :] > rows[:, None]  # each pair once (j > i)
+    diff = positions[None, :, :] - positions[rows, None, :]
+    r = torch.linalg.norm(torch.where(upper[..., None], diff, torch.ones_like(diff)), dim=-1)
+    kernel = gaussian_coulomb(r, widths2[rows, None] + widths2[None, :])
+    pair = charges[rows, None] * charges[None, :] * kernel
+    return torch.where(upper, pair, torch.zeros_like(pair)).sum()
 
 
 def open_matrix(positions: torch.Tensor, widths2: torch.Tensor) -> torch.Tensor:

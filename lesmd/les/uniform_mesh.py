@@ -319,5 +319,6 @@ def uniform_mesh_energy(
     if cell_bytes is None:
         cell_bytes = cell.detach().double().numpy().tobytes()
     shape = mesh._mesh_shape(cell_bytes, float(spacing), int(order))
+    mesh.check_mesh_cost(shape, positions.shape[0])
     params = (shape, int(order), (float(split2), float(k_on), float(k_cut)), float(width2), float(spacing))
     return _UniformMeshEnergy.apply(charges, positions, cell, params, cell_bytes)
