@@ -87,3 +87,34 @@ def test_tag_selected_electrodes_are_resolved_by_the_ase_calculator():
     assert np.array_equal(cfg.electrodes[0].indices, [0]) and np.array_equal(cfg.electrodes[1].indices, [1])
     q = atoms.calc.results["electrode_total_charges"]
     assert q[1] > 0 and abs(q.sum()) < 1e-12
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[electrode]\nname = "a"\nindices = "0:4"\npotential = 0.5\n', r"\[\[electrode\]\]"),
+    ('[[electrode]]\nname = "a"\nindices = "0:4"\npotential = "0.5"\n', "potential must be a number"),
+    ('[[electrode]]\nname = "a"\nindices = "0:4"\npotential = true\n', "potential must be a number"),
+    ('cg_max_iterations = -5\n[[electrode]]\nname = "a"\nindices = "0:4"\npotential = 0.5\n',
+     "cg_max_iterations must be an integer"),
+    ('accuracy = "1e-6"\n[[electrode]]\nname = "a"\nindices = "0:4"\npotential = 0.5\n', "accuracy must be a number"),
+    ('[[electrode]]\nname = "a"\ntag = 1.5\npotential = 0.5\n', "tag must be an integer"),
+], ids=["one-table", "string", "bool", "negative-iterations", "string-accuracy", "float-tag"])
+def test_mistyped_toml_values_are_named(tmp_path, text, message):
+    from lesmd.electrode.config import load_config
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+def test_electrode_index_beyond_the_structure_names_the_electrode_and_the_count():
+    from lesmd.electrode import Electrode, ElectrodeConfig, ElectrodePotential
+    from lesmd.electrode.geometry import AU_ETA, au100_capacitor
+    from lesmd.models.analytic import FixedChargeModel
+
+    numbers, positions, cell = au100_capacitor()
+    cfg = ElectrodeConfig([Electrode("bottom", indices=np.arange(144), potential=-0.6, eta=AU_ETA),
+                           Electrode("top", indices=np.arange(144, 300), potential=0.6, eta=AU_ETA)])
+    with pytest.raises(ValueError, match="electrode 'top': atom index 299 but the structure has 288 atoms"):
+        ElectrodePotential(FixedChargeModel([]), cfg).compute(numbers, positions, cell, None, ["energy"])

@@ -210,14 +210,17 @@ def _element(symbol: str) -> int:
 def _lj_params(value: object, where: str) -> tuple[float, float]:
     if not isinstance(value, Mapping) or set(value) != {"epsilon", "sigma"}:
         raise ValueError(f"lennard_jones {where}: need {{epsilon = eV, sigma = Å}}, got {value!r}")
-    eps, sig = float(value["epsilon"]), float(value["sigma"])
+    eps, sig = _number(value["epsilon"], f"lennard_jones {where} epsilon"), _number(value["sigma"],
+                                                                                    f"lennard_jones {where} sigma")
     if eps < 0 or sig < 0:
         raise ValueError(f"lennard_jones {where}: epsilon and sigma must be ≥ 0, got {eps}, {sig}")
     return eps, sig
 
 
 def _lennard_jones(table: Mapping) -> LennardJones:
-    lj = LennardJones(cutoff=float(table.get("cutoff", 10.0)))
+    if not isinstance(table, Mapping):
+        raise ValueError(f"lennard_jones must be a table ([lennard_jones]), got {table!r}")
+    lj = LennardJones(cutoff=_number(table.get("cutoff", 10.0), "lennard_jones cutoff"))
     if not lj.cutoff > 0:
         raise ValueError(f"lennard_jones: cutoff must be positive (Å), got {lj.cutoff}")
     for key, value in table.items():
@@ -240,13 +243,44 @@ _TOP_KEYS = {"boundary", "solver", "electrolyte_width", "epsilon_inf", "accuracy
 _ELECTRODE_KEYS = {"name", "indices", "tag", "potential", "charge", "eta"}
 
 
+#: top-level keys and their types: numbers (int or float, never bool or str), integers, strings
+_NUMBER_KEYS = {"electrolyte_width", "epsilon_inf", "accuracy", "cg_tolerance", "min_distance", "slab_factor",
+                "real_space_cutoff"}
+_INTEGER_KEYS = {"cg_max_iterations": 1}
+_STRING_KEYS = {"boundary", "solver", "short_range"}
+
+
+def _number(value: object, where: str) -> float:
+    """A TOML number as float; ValueError for strings, booleans (``true`` is not 1 V) and other types."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} must be a number, got {value!r} ({type(value).__name__}); write e.g. 0.6, "
+                         "not \"0.6\" or true")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{where} must be finite, got {value!r}")
+    return float(value)
+
+
 def config_from_dict(data: Mapping) -> ElectrodeConfig:
     """Build an :class:`ElectrodeConfig` from the parsed TOML table (see :mod:`lesmd.electrode` for the keys)."""
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ValueError(f"electrode config: unknown keys {sorted(unknown)}; known: {sorted(_TOP_KEYS)}")
+    tables = data.get("electrode", [])
+    if isinstance(tables, Mapping):
+        raise ValueError("electrode config: [electrode] is one table; write each electrode as [[electrode]] "
+                         "(an array of tables, one per electrode)")
+    if not isinstance(tables, list) or not all(isinstance(t, Mapping) for t in tables):
+        raise ValueError("electrode config: 'electrode' must be an array of tables ([[electrode]] sections)")
+    for key in _NUMBER_KEYS & set(data):
+        _number(data[key], f"electrode config: {key}")
+    for key, low in _INTEGER_KEYS.items():
+        if key in data and (isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < low):
+            raise ValueError(f"electrode config: {key} must be an integer ≥ {low}, got {data[key]!r}")
+    for key in _STRING_KEYS & set(data):
+        if not isinstance(data[key], str):
+            raise ValueError(f"electrode config: {key} must be a string, got {data[key]!r}")
     electrodes = []
-    for k, table in enumerate(data.get("electrode", [])):
+    for k, table in enumerate(tables):
         bad = set(table) - _ELECTRODE_KEYS
         name = str(table.get("name", f"electrode{k}"))
         if bad:
@@ -254,11 +288,15 @@ def config_from_dict(data: Mapping) -> ElectrodeConfig:
         if "indices" in table and "tag" in table:
             raise ValueError(f"electrode {name!r}: give exactly one of 'indices' or 'tag'")
         indices = parse_indices(table["indices"], name) if "indices" in table else None
+        tag = table.get("tag")
+        if tag is not None and (isinstance(tag, bool) or not isinstance(tag, int)):
+            raise ValueError(f"electrode {name!r}: tag must be an integer, got {tag!r}")
         electrodes.append(Electrode(
-            name=name, indices=indices, tag=table.get("tag"),
-            potential=None if "potential" not in table else float(table["potential"]),
-            charge=None if "charge" not in table else float(table["charge"]),
-            eta=float(table.get("eta", 1.979)),
+            name=name, indices=indices, tag=tag,
+            potential=None if "potential" not in table
+            else _number(table["potential"], f"electrode {name!r}: potential"),
+            charge=None if "charge" not in table else _number(table["charge"], f"electrode {name!r}: charge"),
+            eta=_number(table.get("eta", 1.979), f"electrode {name!r}: eta"),
         ))
     kwargs = {k: data[k] for k in _TOP_KEYS - {"electrode", "lennard_jones"} if k in data}
     lj = _lennard_jones(data["lennard_jones"]) if "lennard_jones" in data else None

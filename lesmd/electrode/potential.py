@@ -115,8 +115,10 @@ class ElectrodePotential:
         cached = getattr(self, "_layout_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        if electrode.max() >= n_atoms:
-            raise ValueError(f"electrode atom index {int(electrode.max())} out of range for {n_atoms} atoms")
+        for e in self.config.electrodes:
+            if int(e.indices.max()) >= n_atoms:
+                raise ValueError(f"electrode {e.name!r}: atom index {int(e.indices.max())} but the structure has "
+                                 f"{n_atoms} atoms (indices are 0-based, 0..{n_atoms - 1}; 'start:stop' excludes stop)")
         group = np.concatenate([np.full(len(e.indices), k) for k, e in enumerate(self.config.electrodes)])
         electrolyte = np.setdiff1d(np.arange(n_atoms), electrode)
         self._layout_cache = (key, (electrode, electrolyte, group))
