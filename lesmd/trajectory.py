@@ -601,7 +601,9 @@ def _pick_source(chunk: FrameChunk, source: str, charges, model) -> str:
         "model": chunk.positions is not None and model is not None,
     }
     if source == "auto":
-        for name in ("stored", "bec", "charges", "model"):
+        if available["stored"] and available["bec"]:
+            return "stored+bec"  # M from the stored dipoles (ε), Ṁ = Σ Z*·v from the BECs (IR)
+        for name in ("bec", "stored", "charges", "model"):
             if available[name]:
                 return name
         raise ValueError(
@@ -656,7 +658,8 @@ def dipole_series(
 
     Args:
         chunks: from :func:`iter_ase`, :func:`iter_ipi` or :func:`iter_mdtraj`.
-        source: "auto" (stored → bec → charges → model), "stored", "bec", "charges" or "model".
+        source: "auto" (stored dipoles and BECs with velocities when both are there: M from the dipoles, Ṁ = Σ Z*·v
+            for the IR; else bec → stored → charges → model), "stored", "bec", "charges" or "model".
         charges: per-atom charges (N,) in e or {element symbol: charge}; overrides charges in the file.
         model: callable dipole_fn(ase.Atoms) → (3,) e·Å, or an object with the lesmd potential API
             `compute(numbers, positions, cell, pbc, properties)` returning "dipole" (e·Å).
@@ -676,13 +679,13 @@ def dipole_series(
         periodic = chunk.cells is not None and bool(np.all(chunk.pbc))
         if periodic:
             volumes.append(np.abs(np.linalg.det(chunk.cells)))
-        if chosen == "stored":
+        if chosen in ("stored", "stored+bec"):
             dipoles.append(chunk.dipoles)
             if periodic and chunk.positions is not None and chunk.charges is not None:
                 check.append(_charge_dipoles(chunk.charges, unwrap(chunk.positions, chunk.cells)) - chunk.dipoles)
-        elif chosen == "bec":
+        if chosen in ("bec", "stored+bec"):
             derivs.append(np.einsum("kiab,kib->ka", chunk.bec, chunk.velocities))
-        else:
+        if chosen in ("charges", "model"):
             q = _charges_for(chunk, charges) if chosen == "charges" else None
             if q is not None and periodic and bool(np.all(q == q[:1])):  # fast path: fixed charges
                 dipoles.append(unwrap.dipoles(chunk.positions, chunk.cells, np.array(q[0])))
@@ -700,6 +703,8 @@ def dipole_series(
     if chosen is None:
         raise ValueError("the trajectory holds no frames")
     n_frames = sum(len(d) for d in (dipoles or derivs))
+    if dipoles and derivs and sum(len(d) for d in derivs) != n_frames:
+        raise ValueError("stored dipoles and BECs/velocities cover different frames: pick --dipole-source")
     temperature = None
     if has_velocities and n_atoms:
         dof = 3 * n_atoms - 3 if n_atoms > 1 else 3  # the centre of mass is fixed in MD

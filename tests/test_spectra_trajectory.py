@@ -467,3 +467,22 @@ def test_timestep_disagreeing_with_time_stamps_is_rejected():
     with pytest.raises(ValueError, match="uniformly"):
         spectra_cli.resolve_timestep(None, np.array([0.0, 1.0, 2.0, 4.0]))
     assert spectra_cli.resolve_timestep(None, np.arange(10) * 2.0) == 2.0
+
+
+def test_auto_dipole_source_uses_stored_dipoles_for_epsilon_and_bec_velocities_for_the_ir():
+    """With both stored dipoles and BECs + velocities in the file, Ṁ for the IR is Σ Z*·v (no finite differences
+    of Σ q r) and M for ε is the stored dipole."""
+    from lesmd.trajectory import FrameChunk, dipole_series
+
+    rng = np.random.default_rng(0)
+    k, n = 6, 3
+    bec = np.tile(np.eye(3) * np.array([-0.8, 0.4, 0.4])[:, None, None], (k, 1, 1, 1))
+    velocities = rng.normal(size=(k, n, 3)) * 0.01
+    stored = rng.normal(size=(k, 3))
+    chunk = FrameChunk(numbers=np.array([8, 1, 1]), positions=rng.random((k, n, 3)), cells=np.tile(np.eye(3) * 9,
+                       (k, 1, 1)), pbc=np.ones(3, bool), velocities=velocities, dipoles=stored, bec=bec,
+                       charges=None, times_fs=np.arange(k) * 1.0)  # fmt: skip
+    series = dipole_series([chunk])
+    assert series.source == "stored+bec"
+    np.testing.assert_allclose(series.dipoles, stored)
+    np.testing.assert_allclose(series.dipole_derivative, np.einsum("kiab,kib->ka", bec, velocities))
