@@ -82,6 +82,7 @@ class TrainConfig:
     patience: int = 50
     max_minutes: float | None = None
     seed: int = 0
+    split_seed: int | None = None
     dtype: str = "float32"
     threads: int | None = None
     checkpoint: str | None = None
@@ -94,7 +95,8 @@ class TrainConfig:
 ARCHITECTURE_FIELDS = ("cutoff", "n_basis", "n_channels", "l_max", "hidden", "charge_hidden", "sigma", "use_les",
                        "dtype", "near_field")
 #: settings that define the data (a resumed run on other data would compare losses across data sets)
-DATA_FIELDS = ("energy_key", "forces_key", "stress_key", "dipole_key", "bec_key", "valid_fraction", "valid_last")
+DATA_FIELDS = ("energy_key", "forces_key", "stress_key", "dipole_key", "bec_key", "valid_fraction", "valid_last",
+               "split_seed")
 
 
 def data_fingerprint(frames: list[Frame]) -> str:
@@ -267,7 +269,8 @@ class Trainer:
                     bec=c.bec_key)  # fmt: skip
         frames = frames if frames is not None else read_frames(c.data, keys)
         self.train_frames, self.valid_frames = split_frames(
-            frames, valid_fraction=c.valid_fraction, valid_last=c.valid_last, seed=c.seed
+            frames, valid_fraction=c.valid_fraction, valid_last=c.valid_last,
+            seed=c.seed if c.split_seed is None else c.split_seed,
         )
         self.weights = {"energy": c.energy_weight, "forces": c.forces_weight if c.forces_key else 0.0,
                         "stress": c.stress_weight if c.stress_key else 0.0,
@@ -631,6 +634,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--patience", type=int, default=d.patience, help="early stopping patience, epochs")
     add("--max-minutes", type=float, default=None, help="stop after this many minutes")
     add("--seed", type=int, default=d.seed)
+    add("--seeds", type=_int_list, default=None,
+        help="train one model per seed (e.g. 0,1,2; --max-minutes is shared between them) and keep the one with "
+             "the lowest validation loss as -o (the others as OUTPUT.seedK.pt)")
     add("--dtype", choices=["float32", "float64"], default=d.dtype)
     add("--threads", type=int, default=None, help="torch CPU threads")
     add("--checkpoint", default=None, help="checkpoint file written every epoch (default: OUTPUT.ckpt)")
@@ -650,10 +656,49 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def train_seeds(config: TrainConfig, seeds: list[int], frames: list[Frame] | None = None) -> tuple[int, dict]:
+    """Train one model per seed (``max_minutes`` split evenly), each saved as OUTPUT.seedK.pt with its
+    checkpoint; the one with the lowest validation loss is copied to OUTPUT. Returns (best seed, its metrics).
+
+    The validation split is the same for every seed (``valid_last``, or ``valid_fraction`` drawn with
+    ``split_seed``, default ``seed``), so the losses compare."""
+    import shutil
+
+    if not seeds:
+        raise ValueError("--seeds needs at least one seed")
+    out = Path(config.output)
+    results: dict[int, dict] = {}
+    base = dict(vars(config))
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    for seed in seeds:
+        path = out.with_name(f"{out.stem}.seed{seed}{out.suffix}")
+        minutes = None if config.max_minutes is None else config.max_minutes / len(seeds)
+        c = TrainConfig(**{**base, "seed": seed, "split_seed": split_seed, "output": str(path),
+                           "checkpoint": str(path) + ".ckpt", "max_minutes": minutes})
+        trainer = Trainer(c, frames)
+        results[seed] = trainer.fit()
+        print(f"seed {seed}: validation loss {results[seed]['loss']:.4g}, "
+              f"forces {results[seed].get('forces_rmse_mev_per_a', float('nan')):.2f} meV/Å", flush=True)
+    best = min(results, key=lambda k: results[k]["loss"])
+    best_path = out.with_name(f"{out.stem}.seed{best}{out.suffix}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.copyfile(best_path, tmp)
+    tmp.replace(out)
+    return best, results[best]
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """`lesmd train`: train, save, print the validation report."""
     config = config_from_args(args)
     check_outputs(config)
+    if getattr(args, "seeds", None):
+        start = time.perf_counter()
+        best, metrics = train_seeds(config, args.seeds)
+        print(f"best of seeds {args.seeds}: seed {best}")
+        print(format_report(metrics, time.perf_counter() - start, config.output))
+        if getattr(args, "report", None):
+            Path(args.report).write_text(json.dumps({**metrics, "seed": best}, indent=2))
+        return 0
     trainer = Trainer(config)
     print(f"training on {len(trainer.train)} frames, validating on {len(trainer.valid)}; "
           f"species {trainer.model.species}; reference energies {trainer.model.reference_energy_dict()}")  # fmt: skip

@@ -38,7 +38,9 @@ def held_out(model, data: str):
     for k, f in enumerate(frames):
         f.extras["index"] = k
     _, valid = split_frames(frames, valid_fraction=config.get("valid_fraction", 0.1),
-                            valid_last=config.get("valid_last"), seed=config.get("seed", 0))  # fmt: skip
+                            valid_last=config.get("valid_last"),
+                            seed=config.get("split_seed") if config.get("split_seed") is not None
+                            else config.get("seed", 0))  # fmt: skip
     return valid
 
 

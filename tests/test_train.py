@@ -165,3 +165,19 @@ def test_cli_never_overwrites_a_model_and_checks_outputs_before_training(shared_
     with pytest.raises(ValueError, match="--resume: checkpoint .* not found"):
         run_cli(_cli_args(data, tmp_path / "new.pt", "--resume"))
     assert run_cli(_cli_args(data, out, "--overwrite")) == 0 and out.read_bytes() != b"a better model"
+
+
+def test_several_seeds_share_one_validation_split_and_the_best_is_kept(dipeptides, tmp_path):
+    from lesmd.train import train_seeds
+
+    out = tmp_path / "best.pt"
+    config = TrainConfig(output=str(out), valid_fraction=0.25, epochs=1, **SMALL)
+    best, metrics = train_seeds(config, [0, 1], dipeptides[:12])
+    losses = {}
+    for seed in (0, 1):
+        model = load_model(tmp_path / f"best.seed{seed}.pt")
+        assert model.provenance["config"]["split_seed"] == 0  # both validated on the same frames
+        losses[seed] = model.provenance["validation"]["loss"]
+    assert best == min(losses, key=losses.get) and losses[0] != losses[1]
+    assert load_model(out).provenance["config"]["seed"] == best
+    assert metrics["loss"] == pytest.approx(losses[best])
