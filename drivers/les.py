@@ -54,3 +54,12 @@ class LESDriver(Dummy_driver):
     def compute_structure(self, cell, pos):
         """Energy (Ha), forces (Ha/Bohr), virial (Ha) and extras JSON for one structure in atomic units."""
         return self.driver.compute_structure(cell, pos)
+
+    def compute(self, cell, pos):
+        """i-PI's entry point: lists of cells and positions (a batch of beads/replicas) go to the model in one
+        call (:meth:`lesmd.ipi.IPIDriver.compute_batch`); single structures as before."""
+        if isinstance(cell, list):
+            if not isinstance(pos, list) or len(cell) != len(pos):
+                raise ValueError("batched mode needs lists of cells and positions of the same length")
+            return self.driver.compute_batch(cell, pos)
+        return self.compute_structure(cell, pos)

@@ -124,6 +124,28 @@ class IPIDriver:
             check_atom_order(self.numbers, self.template_positions, pos * BOHR, cell_ase, self.pbc)
         out = self.potential.compute(self.numbers, pos * BOHR, cell_ase, self.pbc, self.properties)
         self.calls += 1
+        return self._pack(out, cell_ase)
+
+    def compute_batch(self, cells: Sequence[np.ndarray], positions: Sequence[np.ndarray]) -> list[tuple]:
+        """:meth:`compute_structure` for B structures in one model call (the potential's ``compute_batch`` when
+        it has one, else one by one): i-PI's batched PES interface (lists of cells and positions, atomic units)."""
+        batch = getattr(self.potential, "compute_batch", None)
+        if batch is None:
+            return [self.compute_structure(c, p) for c, p in zip(cells, positions, strict=True)]
+        structures = []
+        for cell, pos in zip(cells, positions, strict=True):
+            pos = np.asarray(pos, dtype=np.float64).reshape(-1, 3)
+            if len(pos) != len(self.numbers):
+                raise ValueError(f"i-PI sent {len(pos)} atoms but the template structure has {len(self.numbers)}")
+            cell_ase = np.asarray(cell, dtype=np.float64).reshape(3, 3).T * BOHR if self.pbc[0] else self._zero_cell
+            if self.calls == 0 and self.template_positions is not None:
+                check_atom_order(self.numbers, self.template_positions, pos * BOHR, cell_ase, self.pbc)
+            structures.append((self.numbers, pos * BOHR, cell_ase, self.pbc))
+        outs = batch(structures, self.properties)
+        self.calls += len(outs)
+        return [self._pack(out, s[2]) for out, s in zip(outs, structures, strict=True)]
+
+    def _pack(self, out: dict[str, np.ndarray], cell_ase: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, str]:
         energy = float(out["energy"]) / HARTREE
         forces = np.asarray(out["forces"], dtype=np.float64).reshape(-1, 3) * (BOHR / HARTREE)
         if not (math.isfinite(energy) and np.isfinite(forces).all()):

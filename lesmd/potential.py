@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lesmd.allocator import tune_allocator
-from lesmd.evaluate import evaluate, validate_structure, wrap_into_cell
+from lesmd.evaluate import evaluate, evaluate_batch, validate_structure, wrap_into_cell
 
 
 class Potential(Protocol):
@@ -171,3 +171,36 @@ class LESPotential:
             image_shifts=None if shifts is None else torch.as_tensor(shifts, device=self.device),
         )
         return {k: v.detach().cpu().to(torch.float64).numpy() for k, v in results.items()}
+
+    def compute_batch(
+        self,
+        structures: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        properties: Sequence[str] = ("energy", "forces"),
+        *,
+        total_charges: Sequence[float] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """:meth:`compute` for B structures (numbers, positions, cell, pbc) in one model call
+        (:func:`lesmd.evaluate.evaluate_batch`): path-integral beads and replicas. With a field, or a model without
+        ``forward_graph``, the structures are evaluated one by one (same results)."""
+        if self._efield is not None or not hasattr(self.model, "forward_graph"):
+            charges = [None] * len(structures) if total_charges is None else list(total_charges)
+            return [self.compute(*s, properties, total_charge=q) for s, q in zip(structures, charges, strict=True)]
+        prepared, shifts_all = [], []
+        for numbers, positions, cell, pbc in structures:
+            numbers = np.asarray(numbers)
+            if numbers.ndim != 1 or numbers.size == 0:
+                raise ValueError("the structure has no atoms: nothing to do")
+            pbc = np.asarray(pbc, dtype=bool).reshape(-1)
+            pbc = np.repeat(pbc, 3) if pbc.shape == (1,) else pbc
+            numbers_t = torch.as_tensor(numbers.astype(np.int64), device=self.device)
+            self.model.check_species(numbers_t)
+            positions, cell, shifts = wrap_into_cell(positions, cell, pbc)
+            check_min_distance(positions, cell, pbc, self.min_distance)
+            prepared.append((numbers_t, torch.as_tensor(positions, dtype=self.dtype, device=self.device),
+                             torch.as_tensor(cell, dtype=self.dtype, device=self.device),
+                             torch.as_tensor(pbc, device=self.device)))  # fmt: skip
+            shifts_all.append(None if shifts is None else torch.as_tensor(shifts, device=self.device))
+        charges = [self.total_charge] * len(prepared) if total_charges is None else [float(q) for q in total_charges]
+        results = evaluate_batch(self.model, prepared, properties=properties, total_charges=charges,
+                                 epsilon_inf=self.epsilon_inf, image_shifts=shifts_all)  # fmt: skip
+        return [{k: v.detach().cpu().to(torch.float64).numpy() for k, v in r.items()} for r in results]

@@ -279,3 +279,35 @@ def test_driven_dynamics_eda_forces_equal_bec_transpose_times_field(run_dir):
         expected = np.einsum("iab,a->ib", z, amp * HARTREE / BOHR)  # Z*ᵀE in eV/Å (E in V/Å)
         got = next(v for k, v in ef.arrays.items() if k.lower() not in ("numbers", "positions"))
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [4, 8])
+def test_ffdirect_batched_pimd_equals_the_unbatched_run_step_by_step(run_dir, les_model_file, batch):
+    """8-bead PIMD through drivers/les.py in <ffdirect>: i-PI hands the beads over as lists (one model call per
+    batch, lesmd.ipi.IPIDriver.compute_batch); energies and forces equal the unbatched run's at every step."""
+    workdir, procs, names = run_dir
+    plugin = str(h.REPO / "drivers" / "les.py")
+    motion = ('<motion mode="dynamics"><dynamics mode="nvt"><timestep units="femtosecond">0.25</timestep>'
+              '<thermostat mode="pile_l"><tau units="femtosecond">50</tau></thermostat></dynamics></motion>')
+    runs = {}
+    for size in (1, batch):
+        run = workdir / f"batch{size}"
+        run.mkdir()
+        (run / "init.xyz").write_bytes((workdir / "init.xyz").read_bytes())
+        ff = (f'<ffdirect name="les" threaded="false"><pes>custom</pes><pes_path>{plugin}</pes_path><parameters>'
+              f"{{template: init.xyz, model: {les_model_file}, extras: none, dtype: float64}}"
+              f"</parameters><batch_size>{size}</batch_size></ffdirect>")
+        xml = h.ipi_input(address="", steps=5, nbeads=8, forcefield=ff, extras="", motion=motion)
+        proc = h.start_ipi(run, xml, mode="direct")
+        procs.append(proc)
+        assert proc.wait(timeout=WAIT) == 0, (run / "ipi.log").read_text()[-2000:]
+        runs[size] = run
+    for bead in range(8):
+        for name in (f"sim.for_{bead}.extxyz", f"sim.pos_{bead}.extxyz"):
+            a = read(runs[1] / name, index=":")
+            b = read(runs[batch] / name, index=":")
+            assert len(a) == len(b) == 6
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_allclose(y.positions, x.positions, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(h.read_properties(runs[batch] / "sim.out"), h.read_properties(runs[1] / "sim.out"),
+                               rtol=1e-10, atol=1e-12)  # fmt: skip
