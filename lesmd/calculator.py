@@ -28,6 +28,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from lesmd.potential import LESPotential
+from lesmd.properties import ASE_PROPERTIES
 
 #: properties computed on every call (free with the forward pass and one backward pass)
 _ALWAYS = ("energy", "forces", "charges", "dipole")
@@ -51,16 +52,7 @@ class LESCalculator(Calculator):
         **kwargs: passed to :class:`ase.calculators.calculator.Calculator` (label, directory...).
     """
 
-    implemented_properties = [
-        "energy",
-        "free_energy",
-        "forces",
-        "stress",
-        "charges",
-        "dipole",
-        "polarization",
-        "born_effective_charges",
-    ]
+    implemented_properties = list(ASE_PROPERTIES)  # shapes and units: lesmd.properties
     default_parameters = {"charge": 0.0}
 
     def __init__(

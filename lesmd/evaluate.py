@@ -22,18 +22,10 @@ from lesmd.les.response import (
     enforce_acoustic_sum_rule,
     field_enthalpy,
 )
+from lesmd.properties import NAMES
 
-PROPERTIES = (
-    "energy",
-    "free_energy",
-    "energy_zero_field",
-    "forces",
-    "stress",
-    "charges",
-    "dipole",
-    "polarization",
-    "born_effective_charges",
-)
+#: the property names evaluate() accepts (shapes and units: :mod:`lesmd.properties`)
+PROPERTIES = NAMES
 
 
 def validate_structure(numbers: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> None:

@@ -35,12 +35,13 @@ from typing import TextIO
 
 import numpy as np
 
+from lesmd.properties import IPI_EXTRAS
 from lesmd.units import BOHR, DIPOLE_EA_TO_AU, HARTREE
 
 #: prefix of i-PI's unix-domain socket files
 UNIX_PREFIX = "/tmp/ipi_"
 #: extras a client can send
-EXTRAS = ("dipole", "BEC", "charges")
+EXTRAS = tuple(IPI_EXTRAS)  # ("charges", "dipole", "BEC"): lesmd.properties
 DEFAULT_EXTRAS = ("dipole", "charges")
 DEFAULT_PORT = 31415
 #: results of the constant-potential electrode potential forwarded to i-PI by `lesmd serve --electrode`
@@ -102,8 +103,7 @@ class IPIDriver:
         props = ["energy", "forces"]
         if self.pbc.all() and stress is not False:
             props.append("stress")
-        wanted = {"dipole": "dipole", "charges": "charges", "BEC": "born_effective_charges"}
-        props += [wanted[name] for name in self.extras]
+        props += [IPI_EXTRAS[name] for name in self.extras]
         self.properties = tuple(props)
         self.digits = 9 if str(getattr(potential, "dtype", "")) == "torch.float32" else 17
         self.calls = 0
