@@ -115,7 +115,7 @@ def test_green_reciprocity_point_charge_between_grounded_electrodes():
 
 def test_bad_structures_raise_value_error():
     potential = _potential("slab")
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="atom index 143 but the structure has 100 atoms"):
         potential.compute(NUMBERS[:100], POSITIONS[:100], CELL, None, ["energy"])
     with pytest.raises(ValueError, match="0 ≤ z < L_z"):
         potential.compute(NUMBERS, POSITIONS + [0, 0, 20.0], CELL, None, ["energy"])
