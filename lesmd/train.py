@@ -519,7 +519,14 @@ class Trainer:
         return model_from_dict(self.best_state, "best model")
 
     def fit(self) -> dict[str, float]:
-        """Train until ``epochs``, early stopping, the time limit or Ctrl-C; save and return best metrics."""
+        """Train until ``epochs``, early stopping, the time limit, Ctrl-C or SIGTERM; save and return best metrics.
+
+        SIGTERM (``kill``; a batch system's time limit) stops like Ctrl-C, and so does SIGINT in a background job
+        (where the shell ignores it): the best model so far is written either way."""
+        with _stop_on_signals():
+            return self._fit()
+
+    def _fit(self) -> dict[str, float]:
         c = self.config
         generator = torch.Generator().manual_seed(c.seed + self.epoch)
         bar = _progress(c.epochs, self.epoch, c.progress)
@@ -558,6 +565,35 @@ class Trainer:
         best.les_options = {}  # the training accuracy setting is not part of the model
         save_model(best, c.output, provenance=self.provenance(self.best_metrics))
         return self.best_metrics
+
+
+class _stop_on_signals:
+    """Within the block, SIGTERM (and SIGINT even where a background shell ignored it) raise KeyboardInterrupt
+    in the main thread; the previous handlers come back afterwards."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.saved[sig] = signal.getsignal(sig)
+            if sig == signal.SIGTERM or self.saved[sig] == signal.SIG_IGN:
+                signal.signal(sig, stop)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def _postfix(train_loss: float, metrics: dict) -> dict:

@@ -181,3 +181,30 @@ def test_several_seeds_share_one_validation_split_and_the_best_is_kept(dipeptide
     assert best == min(losses, key=losses.get) and losses[0] != losses[1]
     assert load_model(out).provenance["config"]["seed"] == best
     assert metrics["loss"] == pytest.approx(losses[best])
+
+
+def test_sigterm_stops_training_and_keeps_the_best_model(shared_data, tmp_path):
+    """`kill` (SIGTERM) of a background `lesmd train` writes the best model so far, like Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import ase.io
+
+    data = tmp_path / "small.xyz"
+    ase.io.write(data, ase.io.read(shared_data / "dipeptides_spice_train.xyz", "0:12"))
+    out = tmp_path / "m.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "lesmd.cli", "train", str(data), "-o", str(out), "--forces-key",
+                             "force", "--valid-last", "3", "--epochs", "10000", "--channels", "4", "--l-max", "1",
+                             "--hidden", "8", "--no-progress", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    checkpoint = tmp_path / "m.pt.ckpt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "interrupted: keeping the best model" in stdout + stderr
+    assert load_model(out).provenance["epochs_run"] >= 1
