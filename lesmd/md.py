@@ -50,11 +50,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_structure(path: str | None, molecules: int, seed: int):
-    """The starting ``Atoms``: read from ``path`` or a fresh water box."""
+    """The starting ``Atoms``: read from ``path``; 64 molecules: the shipped box equilibrated at 300 K; otherwise a
+    freshly built water box (relaxed by :func:`relax` before the run)."""
     if path is None:
-        from lesmd.structures import water_box
+        from lesmd.structures import equilibrated_water64, water_box
 
-        return water_box(molecules, seed=seed)
+        return equilibrated_water64() if molecules == 64 else water_box(molecules, seed=seed)
     from ase.io import read
 
     if not Path(path).is_file():
@@ -244,7 +245,8 @@ def run_cli(args: argparse.Namespace) -> int:
     dtype = {None: None, "float32": torch.float32, "float64": torch.float64}[args.dtype]
     calc = LESCalculator(args.model, dtype=dtype, charge=args.charge, epsilon_inf=args.epsilon_inf,
                          efield=parse_vector(args.efield))
-    relax_steps = args.relax_steps if args.relax_steps is not None else (100 if args.structure is None else 0)
+    built = args.structure is None and args.molecules != 64  # the 64-molecule start is equilibrated already
+    relax_steps = args.relax_steps if args.relax_steps is not None else (100 if built else 0)
     if relax_steps > 0:
         relax(atoms, calc, relax_steps)
     run_md(atoms, calc, steps=args.steps, ensemble=args.ensemble, timestep=args.timestep,

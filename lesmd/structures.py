@@ -97,3 +97,16 @@ def water_box(n_molecules: int = 64, density: float = 1.0, seed: int = 0, min_di
     atoms = Atoms("OH2" * n_molecules, positions=placed, cell=[length] * 3, pbc=True)
     atoms.info["molecules"] = n_molecules
     return atoms
+
+
+def equilibrated_water64() -> Atoms:
+    """64 H₂O (12.4 Å periodic box) equilibrated at 300 K with the shipped water model, with its velocities.
+
+    Made by ``scripts/make_water_init.py`` (relaxation, then 5 ps Langevin NVT); the start of every water
+    example, so that "300 K" runs begin at 300 K instead of heating from a built lattice.
+    """
+    from pathlib import Path
+
+    from ase.io import read
+
+    return read(Path(__file__).resolve().parent / "pretrained" / "water64_300K.xyz")

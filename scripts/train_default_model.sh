@@ -15,5 +15,6 @@ PYTHONPATH=. "$PYTHON" -m lesmd.cli train "$DATA" -o "$OUT" --overwrite --valid-
     --batch-size 1 --lr 4e-3 --lr-min 2e-5 --threads 1 --les-accuracy 1e-4 --max-minutes "$MINUTES" \
     --hidden 128,128 --energy-weight 300 --energy-weight-start 1 --near-field 2.0 --patience 1000 --seed 0
 # extrapolation guards outside the data (core repulsion, data walls, latent-charge bound); unchanged on the data
-PYTHONPATH=. "$PYTHON" scripts/add_model_guards.py --model "$OUT" --data "$DATA"
+PYTHONPATH=. "$PYTHON" scripts/add_model_guards.py --model "$OUT" --data "$DATA" --wall-strength 1.0
+PYTHONPATH=. "$PYTHON" scripts/make_water_init.py --model "$OUT"  # the equilibrated box of the examples
 PYTHONPATH=. "$PYTHON" scripts/evaluate_default_model.py --model "$OUT" --data "$DATA"

@@ -19,7 +19,7 @@ def _structures(shared_data):
         pos = atoms.positions * (1.0 + 0.01 * k) + rng.normal(scale=0.02, size=atoms.positions.shape)
         out.append((atoms.numbers, pos, cell, np.ones(3, bool)))
     small = water[0][:48]  # 16 molecules, another size
-    out.append((small.numbers, small.positions, np.eye(3) * 9.0, np.ones(3, bool)))
+    out.append((small.numbers, small.positions, water[0].cell.array, np.ones(3, bool)))
     return out
 
 

@@ -15,10 +15,10 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from lesmd.calculator import LESCalculator
-from lesmd.structures import water_box
+from lesmd.structures import equilibrated_water64
 
 model = sys.argv[1] if len(sys.argv) > 1 else None
-atoms = water_box(64, seed=7)
+atoms = equilibrated_water64()
 atoms.calc = LESCalculator(model, dtype=torch.float64)
 rng = np.random.default_rng(7)
 MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=rng)

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 LESMD=${LESMD:-lesmd}
 MODEL_ARG=${MODEL:+--model $MODEL}
+ADDRESS=${ADDRESS:-lesmd-water-driven}  # must match <address> in input.xml
 i-pi input.xml > ipi.log &
 IPI=$!
-$LESMD serve $MODEL_ARG --template init.xyz --unix lesmd-water-driven --extras dipole,BEC \
+$LESMD serve $MODEL_ARG --template init.xyz --unix "$ADDRESS" --extras dipole,BEC \
   --epsilon-inf "${EPSINF:-1.0}" --reconnect 60
 wait $IPI

@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from ase import units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from lesmd.calculator import LESCalculator
 from lesmd.field_md import FieldDrivenMD
 from lesmd.fields import parse_field_vector
-from lesmd.structures import water_box
+from lesmd.structures import equilibrated_water64
 from lesmd.units import EPSILON0
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,11 +33,9 @@ args = parser.parse_args()
 torch.set_num_threads(2)
 
 field = parse_field_vector(args.field)
-atoms = water_box(64, seed=7)
+atoms = equilibrated_water64()  # 64 H2O equilibrated at 300 K (velocities included)
 atoms.calc = LESCalculator(args.model, epsilon_inf=args.epsilon_inf)
 rng = np.random.default_rng(7)
-MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=rng)
-Stationary(atoms)
 volume = atoms.get_volume()
 dt = 0.5  # fs
 
@@ -62,5 +59,6 @@ print(f"<M_z> (2nd half of NVT) = {nvt_data['dipole'][half:, 2].mean():.3f} e·�
 if field[2] != 0:
     print(f"apparent susceptibility <P_z>/(ε0 E_z) = {p_z.mean() / (EPSILON0 * field[2]):.2f}")
 c = nve_data["conserved"] / len(atoms)
+print(f"mean T: NVT {nvt_data['temperature'][half:].mean():.1f} K, NVE {nve_data['temperature'].mean():.1f} K")
 print(f"NVE: conserved quantity spread {np.ptp(c) * 1e3:.4f} meV/atom, "
       f"drift {(c[-10:].mean() - c[:10].mean()) * 1e3:.4f} meV/atom over {args.nve_ps} ps")

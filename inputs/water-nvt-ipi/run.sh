@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 LESMD=${LESMD:-lesmd}
 MODEL_ARG=${MODEL:+--model $MODEL}
+ADDRESS=${ADDRESS:-lesmd-water-nvt}  # must match <address> in input.xml
 i-pi input.xml > ipi.log &
 IPI=$!
 # the client waits up to 60 s for i-PI to open the socket, then serves until i-PI sends EXIT
-$LESMD serve $MODEL_ARG --template init.xyz --unix lesmd-water-nvt --extras dipole,charges --reconnect 60
+$LESMD serve $MODEL_ARG --template init.xyz --unix "$ADDRESS" --extras dipole,charges --reconnect 60
 wait $IPI

@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 LESMD=${LESMD:-lesmd}
 MODEL_ARG=${MODEL:+--model $MODEL}
+ADDRESS=${ADDRESS:-lesmd-water-pimd}  # must match <address> in input.xml
 i-pi input.xml > ipi.log &
 IPI=$!
 for k in 1 2; do
-  $LESMD serve $MODEL_ARG --template init.xyz --unix lesmd-water-pimd --extras dipole --reconnect 60 \
+  $LESMD serve $MODEL_ARG --template init.xyz --unix "$ADDRESS" --extras dipole --reconnect 60 \
     --threads "${THREADS:-1}" > "client$k.log" 2>&1 &
 done
 wait $IPI
