@@ -35,7 +35,7 @@ def _shortened(tmp_path: Path, example: str, steps: int) -> tuple[Path, str]:
 
 def _temperatures(out_file: Path) -> np.ndarray:
     header = [line for line in out_file.read_text().splitlines() if line.startswith("#")]
-    column = next(int(re.search(r"cols\.\s+(\d+)", h).group(1)) - 1 for h in header if "temperature" in h)
+    column = next(int(re.search(r"column\s+(\d+)", h).group(1)) - 1 for h in header if "--> temperature" in h)
     return np.loadtxt(out_file, comments="#", ndmin=2)[:, column]
 
 
