@@ -15,3 +15,6 @@ PYTHONPATH=. "$PYTHON" -m lesmd.cli train "$DATA" -o "$OUT" --overwrite --forces
     --epochs 1000 --batch-size 1 --lr 4e-3 --lr-min 2e-5 --threads 1 --max-minutes "$MINUTES" --hidden 128,128 \
     --energy-weight 300 --patience 1000 --seed 0
 PYTHONPATH=. "$PYTHON" scripts/evaluate_dipeptides.py --model "$OUT" --data "$DATA"
+# guards outside the data (zero or the identity on every data frame): the latent charges ran away in MD without them
+PYTHONPATH=. "$PYTHON" scripts/add_model_guards.py --model "$OUT" --data "$DATA" --wall-strength 1.0 \
+    --core-repulsion "1-1=0.5,1-6=0.6,1-7=0.6,1-8=0.6,6-6=0.8,6-7=0.8,6-8=0.8,7-7=0.8,7-8=0.8,8-8=0.8"

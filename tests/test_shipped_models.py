@@ -79,4 +79,4 @@ def test_dipeptide_model_card_numbers_on_its_held_out_split(shared_data):
 
 
 #: the dipole R² of the shipped dipeptide model on its held-out split, rounded down (card: docs/models.md)
-DIPOLE_R2_FLOOR = 0.0
+DIPOLE_R2_FLOOR = 0.85
