@@ -39,20 +39,21 @@ def _scaled_r2(pred, ref, per_component_mean=True):
 
 
 @pytest.mark.slow
-def test_water_model_card_numbers_on_the_held_out_frames(shared_data):
-    model = load_model("water", dtype=F64)
+@pytest.mark.parametrize(("name", "max_forces", "min_bec_r2"), [("water", 35.0, 0.96), ("water-nearfield", 25.0, 0.97)])
+def test_water_model_card_numbers_on_the_held_out_frames(shared_data, name, max_forces, min_bec_r2):
+    model = load_model(name, dtype=F64)
     card = model.provenance["validation"]
     assert model.provenance["config"]["valid_last"] == 20
     frames = read_frames(shared_data / "water_rpbe_d3_bec_100.xyz", Keys(bec="BEC"))[-20:]
     e_rmse, f_rmse = _errors(model, frames, open_boundaries=False)
     assert e_rmse <= 1.05 * card["energy_rmse_mev_per_atom"] + 0.01
     assert f_rmse <= 1.05 * card["forces_rmse_mev_per_a"]
-    assert f_rmse <= 30.0 and e_rmse <= 0.35
+    assert f_rmse <= max_forces and e_rmse <= 0.3
     z_model = np.stack([model.born_effective_charges(torch.from_numpy(f.numbers), torch.tensor(f.positions),
                                                      torch.tensor(f.cell), torch.tensor(f.pbc)).numpy()
                         for f in frames[:5]])  # fmt: skip
     z_dft = np.stack([f.bec for f in frames[:5]])
-    assert _scaled_r2(z_model, z_dft, per_component_mean=False) >= 0.97
+    assert _scaled_r2(z_model, z_dft, per_component_mean=False) >= min_bec_r2
 
 
 @pytest.mark.slow

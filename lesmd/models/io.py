@@ -48,7 +48,9 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 #: models shipped inside the package, by name: (file in lesmd/pretrained, one-line description)
 SHIPPED_MODELS: dict[str, tuple[str, str]] = {
-    "water": ("water_les.pt", "liquid water, RPBE-D3, periodic (the default model)"),
+    "water": ("water_les.pt", "liquid water, RPBE-D3, periodic (the default model; stable in MD)"),
+    "water-nearfield": ("water_nearfield_les.pt", "liquid water, RPBE-D3, retrained with the near-field "
+                        "recipe: more accurate, but not stable in long NVE (see docs/models.md)"),
     "dipeptides": ("dipeptides_les.pt", "polar dipeptides (H C N O), ωB97M-D3(BJ) SPICE, open boundaries; single "
                    "points and dipoles (not stable in MD beyond ~0.1 ps at 300 K, see docs/models.md)"),
 }
