@@ -116,15 +116,21 @@ class IPIDriver:
             cell: h (3, 3) in Bohr, lattice vectors as columns.
             pos: positions (N, 3) or (3N,) in Bohr.
         """
+        pos_ase, cell_ase = self._to_ase(cell, pos)
+        out = self.potential.compute(self.numbers, pos_ase, cell_ase, self.pbc, self.properties)
+        self.calls += 1
+        return self._pack(out, cell_ase)
+
+    def _to_ase(self, cell: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """i-PI's (h Bohr, positions Bohr) → (positions Å, ASE cell Å), checked against the template (atom count;
+        on the first structure also the atom order)."""
         pos = np.asarray(pos, dtype=np.float64).reshape(-1, 3)
         if len(pos) != len(self.numbers):
             raise ValueError(f"i-PI sent {len(pos)} atoms but the template structure has {len(self.numbers)}")
         cell_ase = np.asarray(cell, dtype=np.float64).reshape(3, 3).T * BOHR if self.pbc[0] else self._zero_cell
         if self.calls == 0 and self.template_positions is not None:
             check_atom_order(self.numbers, self.template_positions, pos * BOHR, cell_ase, self.pbc)
-        out = self.potential.compute(self.numbers, pos * BOHR, cell_ase, self.pbc, self.properties)
-        self.calls += 1
-        return self._pack(out, cell_ase)
+        return pos * BOHR, cell_ase
 
     def compute_batch(self, cells: Sequence[np.ndarray], positions: Sequence[np.ndarray]) -> list[tuple]:
         """:meth:`compute_structure` for B structures in one model call (the potential's ``compute_batch`` when
@@ -134,13 +140,8 @@ class IPIDriver:
             return [self.compute_structure(c, p) for c, p in zip(cells, positions, strict=True)]
         structures = []
         for cell, pos in zip(cells, positions, strict=True):
-            pos = np.asarray(pos, dtype=np.float64).reshape(-1, 3)
-            if len(pos) != len(self.numbers):
-                raise ValueError(f"i-PI sent {len(pos)} atoms but the template structure has {len(self.numbers)}")
-            cell_ase = np.asarray(cell, dtype=np.float64).reshape(3, 3).T * BOHR if self.pbc[0] else self._zero_cell
-            if self.calls == 0 and self.template_positions is not None:
-                check_atom_order(self.numbers, self.template_positions, pos * BOHR, cell_ase, self.pbc)
-            structures.append((self.numbers, pos * BOHR, cell_ase, self.pbc))
+            pos_ase, cell_ase = self._to_ase(cell, pos)
+            structures.append((self.numbers, pos_ase, cell_ase, self.pbc))
         outs = batch(structures, self.properties)
         self.calls += len(outs)
         return [self._pack(out, s[2]) for out, s in zip(outs, structures, strict=True)]
